@@ -1,0 +1,398 @@
+"""The parser contract, and the reading machinery parsers share.
+
+A parser turns one file's content into Arrow record batches in the *canonical record layout*
+(:data:`CANONICAL`): every field already validated and normalised, ready to be bulk-loaded without
+another look. It either yields every record of the file or raises :class:`ingest.errors.ParseError`
+naming the file, the line and the field; the loader loads nothing of a file whose parse failed.
+
+Delimited formats (csv, txt = tab, pipe) are read by pyarrow's C++ CSV reader in blocks, so memory stays
+flat with file size; JSON arrays are decoded incrementally. Validation is vectorised; only when something
+is wrong does a plain-Python rescan run, to name the exact line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from ingest.errors import ParseError
+
+DELIMITERS = {"csv": ",", "txt": "\t", "pipe": "|"}
+BLOCK_SIZE = 4 << 20
+
+# The canonical record layout every parser produces; the loader's scratch tables mirror it.
+# Kinds: key/text (as given), int, decimal (validated decimal text), date (ISO text), utc (UTC
+# 'YYYY-MM-DD HH:MM:SS' text).
+CANONICAL: tuple[tuple[str, str], ...] = (
+    ("record_key", "text"),
+    ("record_type", "text"),
+    ("position", "int"),
+    ("feed_id", "int"),
+    ("account_code", "text"),
+    ("direction", "text"),
+    ("call_type", "text"),
+    ("bill_date", "date"),
+    ("local_date", "text"),
+    ("local_time", "text"),
+    ("utc_time", "utc"),
+    ("utc_offset", "text"),
+    ("a_party", "text"),
+    ("b_party", "text"),
+    ("bill_number", "text"),
+    ("seconds", "int"),
+    ("network_seconds", "int"),
+    ("connect_seconds", "int"),
+    ("charge", "decimal"),
+    ("charge_excl", "decimal"),
+    ("free_units_used", "decimal"),
+    ("text_desc1", "text"),
+    ("text_desc2", "text"),
+    ("release_cause", "text"),
+    ("call_status", "text"),
+    ("service_type", "text"),
+    ("billing_group", "text"),
+    ("calling_group", "text"),
+    ("profile", "text"),
+)
+CANONICAL_NAMES = tuple(name for name, _ in CANONICAL)
+CANONICAL_SCHEMA = pa.schema([(name, pa.int64() if kind == "int" else pa.string()) for name, kind in CANONICAL])
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a parser reads: a name for messages, the format if known, and a way to (re)open the content."""
+
+    name: str
+    file_format: str | None
+    open: Callable[[], BinaryIO]
+
+
+class Parser(ABC):
+    """One carrier family's layout. Subclasses are registered in ``carriers.PARSERS`` by ``name``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, carrier: str, options: dict[str, Any] | None = None):
+        self.carrier = carrier
+        self.options = dict(options or {})
+
+    @classmethod
+    def check_options(cls, carrier) -> None:
+        """Refuse, with a ConfigError, options in ``[carriers.NAME.options]`` this parser does not take."""
+
+    @abstractmethod
+    def batches(self, source: Source) -> Iterator[pa.RecordBatch]:
+        """Yield the file's records in the CANONICAL layout, or raise ParseError (file, line, field)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading: rows of text, in blocks.
+
+
+@dataclass
+class TextBlock:
+    """Some consecutive data rows of a file, every value still text, columns named by the file's names."""
+
+    columns: dict[str, pa.Array]
+    first_ordinal: int  # 0-based index of the block's first data row in the file
+    num_rows: int
+    lines: Sequence[int] | None = None  # physical line of each row when known cheaply (JSON)
+
+
+def sniff_format(head: bytes) -> str:
+    """Guess the format from the first bytes: a JSON array, else the most frequent delimiter on line one."""
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return "json"
+    first = text.split("\n", 1)[0]
+    counts = {fmt: first.count(sep) for fmt, sep in DELIMITERS.items()}
+    return max(counts, key=lambda fmt: counts[fmt]) if any(counts.values()) else "csv"
+
+
+def format_of(source: Source) -> str:
+    if source.file_format:
+        return source.file_format
+    with source.open() as fh:
+        return sniff_format(fh.read(4096))
+
+
+def first_line_fields(source: Source, delimiter: str) -> list[str]:
+    """The first non-empty row of a delimited file, parsed (quotes honoured), BOM removed."""
+    with source.open() as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
+        for fields in csv.reader(text, delimiter=delimiter):
+            if fields and any(f.strip() for f in fields):
+                return fields
+    return []
+
+
+def read_delimited(source: Source, delimiter: str, column_names: Sequence[str], skip_header: bool) -> Iterator[TextBlock]:
+    """Stream a delimited file as blocks of text columns. Structural errors (wrong field count, bad UTF-8,
+    unbalanced quotes) are located by a rescan and raised as ParseError with the line."""
+    ordinal = 0
+    stream = source.open()
+    try:
+        reader = pcsv.open_csv(
+            stream,
+            read_options=pcsv.ReadOptions(column_names=list(column_names), skip_rows=1 if skip_header else 0,
+                                          block_size=BLOCK_SIZE),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
+                                            newlines_in_values=True, ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(
+                column_types={name: pa.string() for name in column_names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        for batch in reader:
+            yield TextBlock(dict(zip(column_names, batch.columns)), ordinal, batch.num_rows)
+            ordinal += batch.num_rows
+    except pa.ArrowInvalid as exc:
+        raise structural_error(source, delimiter, len(column_names), skip_header, str(exc)) from None
+    finally:
+        stream.close()
+
+
+def scan_rows(source: Source, delimiter: str, skip_header: bool) -> Iterator[tuple[int, list[str]]]:
+    """Plain-Python walk over the data rows: (physical line where the row starts, fields). Slow but exact;
+    used only to explain an error."""
+    with source.open() as fh:
+        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+        line_no = 0
+
+        def lines() -> Iterator[str]:
+            nonlocal line_no
+            for raw in fh:
+                line_no += 1
+                try:
+                    yield decoder.decode(raw)
+                except UnicodeDecodeError as exc:
+                    raise ParseError(source.name, line_no, None, f"not valid UTF-8 text ({exc.reason})") from None
+
+        reader = csv.reader(lines(), delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+        first = True
+        while True:
+            start = line_no + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise ParseError(source.name, line_no, None, f"malformed row: {exc}") from None
+            if not fields or (len(fields) == 1 and fields[0] == ""):
+                continue
+            if first and skip_header:
+                first = False
+                continue
+            first = False
+            yield start, fields
+
+
+def structural_error(source: Source, delimiter: str, expected: int, skip_header: bool, detail: str) -> ParseError:
+    try:
+        for line, fields in scan_rows(source, delimiter, skip_header):
+            if len(fields) != expected:
+                return ParseError(source.name, line, None, f"expected {expected} fields, found {len(fields)}")
+    except ParseError as exc:
+        return exc
+    return ParseError(source.name, None, None, f"unreadable: {detail}")
+
+
+def line_of_ordinal(source: Source, delimiter: str, skip_header: bool, ordinal: int) -> int | None:
+    for index, (line, _fields) in enumerate(scan_rows(source, delimiter, skip_header)):
+        if index == ordinal:
+            return line
+    return None
+
+
+def read_json_array(source: Source, rows_per_block: int = 65536) -> Iterator[TextBlock]:
+    """Stream a JSON array of objects as blocks of text columns; numbers keep their exact text."""
+    decoder = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
+    ordinal = 0
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for line, obj in _json_elements(source, decoder):
+        if not isinstance(obj, dict):
+            raise ParseError(source.name, line, None, f"expected a JSON object, found {type(obj).__name__}")
+        rows.append(obj)
+        lines.append(line)
+        if len(rows) >= rows_per_block:
+            yield _json_block(rows, lines, ordinal)
+            ordinal += len(rows)
+            rows, lines = [], []
+    if rows:
+        yield _json_block(rows, lines, ordinal)
+
+
+def _json_block(rows: list[dict[str, Any]], lines: list[int], ordinal: int) -> TextBlock:
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    columns = {key: pa.array([_json_text(row.get(key)) for row in rows], pa.string()) for key in keys}
+    return TextBlock(columns, ordinal, len(rows), lines)
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _json_elements(source: Source, decoder: json.JSONDecoder) -> Iterator[tuple[int, Any]]:
+    """Yield (line, element) of a top-level JSON array, reading the text incrementally."""
+    with source.open() as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
+        buf = ""
+        pos = 0
+        line = 1
+        eof = False
+        state = "start"  # start -> open -> (value -> sep)* -> end
+
+        def more() -> bool:
+            nonlocal buf, pos, eof
+            if eof:
+                return False
+            try:
+                chunk = text.read(1 << 20)
+            except UnicodeDecodeError as exc:
+                raise ParseError(source.name, line, None, f"not valid UTF-8 text ({exc.reason})") from None
+            if not chunk:
+                eof = True
+                return False
+            buf = buf[pos:] + chunk
+            pos = 0
+            return True
+
+        while True:
+            # skip whitespace, counting lines
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
+                    if buf[pos] == "\n":
+                        line += 1
+                    pos += 1
+                if pos < len(buf) or not more():
+                    break
+            if pos >= len(buf):
+                if state == "end":
+                    return
+                raise ParseError(source.name, line, None, "the JSON array is not closed (file truncated?)"
+                                 if state != "start" else "empty file: expected a JSON array")
+            ch = buf[pos]
+            if state == "start":
+                if ch != "[":
+                    raise ParseError(source.name, line, None, "not a JSON array")
+                pos += 1
+                state = "open"
+            elif state == "end":
+                raise ParseError(source.name, line, None, "unexpected text after the JSON array")
+            elif ch == "]" and state in ("open", "sep"):
+                pos += 1
+                state = "end"
+            elif ch == "," and state == "sep":
+                pos += 1
+                state = "value"
+            elif state in ("open", "value"):
+                while True:
+                    try:
+                        obj, end = decoder.raw_decode(buf, pos)
+                        break
+                    except json.JSONDecodeError as exc:
+                        if exc.pos >= len(buf) - 1 and more():
+                            continue
+                        raise ParseError(source.name, line + buf.count("\n", pos, exc.pos), None,
+                                         f"invalid JSON: {exc.msg}") from None
+                yield line, obj
+                line += buf.count("\n", pos, end)
+                pos = end
+                state = "sep"
+            else:
+                raise ParseError(source.name, line, None, f"invalid JSON: unexpected {ch!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation and normalisation, vectorised. Each returns the normalised array and a mask of bad rows.
+
+_INT = r"^[+-]?\d+$"
+_DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@dataclass
+class Invalid:
+    index: int
+    field: str
+    reason: str
+    value: str | None
+
+
+def normalise(kind: str, values: pa.Array, required: bool) -> tuple[pa.Array, pa.Array]:
+    """(normalised values, boolean mask of invalid rows). Empty text becomes null unless kind is text."""
+    if kind == "text":
+        return values, pc.is_null(values) if required else pa.nulls(len(values), pa.bool_()).fill_null(False)
+    trimmed = pc.utf8_trim_whitespace(values)
+    empty = pc.equal(trimmed, "")
+    if kind == "int":
+        ok = pc.match_substring_regex(trimmed, _INT)
+        converted = pc.cast(pc.if_else(ok, trimmed, None), pa.int64())
+    elif kind == "decimal":
+        ok = pc.match_substring_regex(trimmed, _DECIMAL)
+        converted = pc.if_else(ok, trimmed, None)
+    elif kind == "date":
+        iso = _to_iso_date(trimmed)
+        ok = pc.and_(pc.match_substring_regex(iso, _ISO_DATE),
+                     pc.is_valid(pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True)))
+        converted = pc.if_else(ok, iso, None)
+    elif kind == "utc":
+        iso = _to_iso_utc(trimmed)
+        parsed = pc.strptime(iso, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
+        ok = pc.is_valid(parsed)
+        converted = pc.if_else(ok, iso, None)
+    else:  # pragma: no cover - programming error
+        raise ValueError(kind)
+    ok = pc.fill_null(ok, False)
+    bad = pc.invert(ok)
+    if not required:
+        bad = pc.and_(bad, pc.invert(empty))
+        converted = pc.if_else(empty, pa.scalar(None, converted.type), converted)
+    return converted, bad
+
+
+def _to_iso_date(values: pa.Array) -> pa.Array:
+    values = pc.replace_substring_regex(values, r"^(\d{4})/(\d{2})/(\d{2})$", r"\1-\2-\3")
+    values = pc.replace_substring_regex(values, r"^(\d{2})/(\d{2})/(\d{4})$", r"\3-\2-\1")
+    return pc.replace_substring_regex(values, r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3")
+
+
+def _to_iso_utc(values: pa.Array) -> pa.Array:
+    """Accept 'YYYY-MM-DD HH:MM[:SS[.fff]]' with ' ' or 'T', an optional Z / +00:00 / UTC marker, and
+    'DD/MM/YYYY HH:MM[:SS]'; give 'YYYY-MM-DD HH:MM:SS'. Any non-zero offset stays and fails validation."""
+    values = pc.replace_substring_regex(values, r"^(\d{2})/(\d{2})/(\d{4})", r"\3-\2-\1")
+    values = pc.replace_substring_regex(values, r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(?:(:\d{2}))?(?:\.\d+)?"
+                                                r"\s*(?:Z|UTC|[+-]00:?00)?$", r"\1 \2\3")
+    return pc.replace_substring_regex(values, r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2})$", r"\1:00")
+
+
+def first_invalid(checks: Sequence[tuple[str, pa.Array, pa.Array]]) -> Invalid | None:
+    """Given (field, original values, bad mask) for each field, the earliest bad row and its field."""
+    best: Invalid | None = None
+    for field, original, bad in checks:
+        if not pc.any(bad).as_py():
+            continue
+        index = pc.index(bad, True).as_py()
+        if best is None or index < best.index:
+            value = original[index].as_py() if original is not None else None
+            best = Invalid(index, field, "", value)
+    return best

@@ -1,0 +1,159 @@
+"""The catalog database: engine set-up, migrations on first use, and transactions.
+
+Every change of state goes through :meth:`Catalog.write`, one database transaction. On SQLite that
+transaction is ``BEGIN IMMEDIATE`` (the write lock is taken at the start, so two writers never both read
+"no duplicate" and both insert); on PostgreSQL a caller that needs the same guarantee takes
+:meth:`Catalog.serialize` inside it, a transaction-scoped advisory lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from ..errors import DatabaseBusy, PermanentError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (SQLAlchemy's own default would be psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # NullPool: a connection per use, so no idle connection holds the file across a fork or an ATTACH.
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection, _record):
+            # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            write = conn.get_execution_options().get("cdr_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Catalog:
+    """Owns the engine. ``Catalog(url)`` creates or upgrades the schema on first use."""
+
+    def __init__(self, url: str, migrate: bool = True):
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        if migrate:
+            self.migrate()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (creating it on an empty database)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.mapped_errors(), self.engine.connect() as conn:
+            if not self.is_sqlite:
+                # Two processes starting together must not both create the schema.
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key("cdr-migrate")})
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+            finally:
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key("cdr-migrate")})
+                    conn.commit()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self.mapped_errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(cdr_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only snapshot."""
+        with self.mapped_errors(), self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def serialize(self, conn: Connection, name: str) -> None:
+        """Within a write transaction: wait until no other transaction holds ``name``, then hold it to the end.
+
+        SQLite's BEGIN IMMEDIATE already serialises every writer, so this is for PostgreSQL.
+        """
+        if not self.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
+
+    @contextmanager
+    def mapped_errors(self) -> Iterator[None]:
+        """Map driver errors, once, into the project's hierarchy: locked/unreachable is transient."""
+        try:
+            yield
+        except OperationalError as exc:
+            if is_transient_db_error(exc):
+                raise DatabaseBusy(f"catalog database busy or unreachable: {_first_line(exc.orig)}") from exc
+            raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def is_transient_db_error(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        return "locked" in str(orig) or "busy" in str(orig)
+    return bool(getattr(exc, "connection_invalidated", False)) or type(orig).__name__ in (
+        "OperationalError",
+        "SerializationFailure",
+        "DeadlockDetected",
+    )
+
+
+def _lock_key(name: str) -> int:
+    # A stable signed 32-bit key for pg_advisory locks.
+    return zlib.crc32(name.encode()) - 2**31
+
+
+def _first_line(exc: object) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+__all__ = ["Catalog", "PermanentError", "describe_url", "make_engine", "normalise_url"]

@@ -1,0 +1,214 @@
+"""Catalog operations on files: reading them, and every status change, each audited.
+
+A file's status changes only here, inside the caller's transaction, by :func:`transition`, which checks
+the current status (so two admins or an admin and the loader cannot both act on the same file) and writes
+a ``file_events`` row saying who, when and why.
+
+Statuses::
+
+    queued    waiting to be loaded              -> loaded | failed | held (overlap) | discarded
+    held      a potential duplicate or overlap  -> queued (release) | discarded
+    failed    intake or load failed, bytes kept -> queued (retry) | discarded
+    ignored   no carrier rule recognised it     -> queued (retry, after a rule is added) | discarded
+    loaded    its records are in the database   (final)
+    discarded an admin decided it is not needed (final; no longer counts as an earlier copy)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from ..errors import InvalidState, NotFound
+from .schema import file_events, file_links, files
+
+STATUSES = ("queued", "loaded", "held", "failed", "discarded", "ignored")
+# Files that count as "received before" for the duplicate checks.
+COUNTS_AS_EARLIER = ("queued", "loaded", "held", "failed")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Link:
+    earlier_id: int
+    kind: str
+    records: int | None = None
+
+
+def add_file(conn: Connection, values: dict[str, Any], *, actor: str, why: str | None) -> int:
+    """Insert a new file row with its first audit event; returns its id."""
+    stamp = now()
+    row = {"released": False, "records_loaded": 0, "records_skipped": 0, **values}
+    row.setdefault("received_at", stamp)
+    row["updated_at"] = stamp
+    file_id = conn.execute(insert(files).values(**row).returning(files.c.id)).scalar_one()
+    _event(conn, file_id, actor=actor, action="received", from_status=None, to_status=row["status"], why=why)
+    return file_id
+
+
+def add_links(conn: Connection, file_id: int, links: Iterable[Link]) -> None:
+    rows = [
+        {"file_id": file_id, "earlier_id": link.earlier_id, "kind": link.kind, "records": link.records}
+        for link in links
+        if link.earlier_id != file_id
+    ]
+    if rows:
+        conn.execute(insert(file_links), rows)
+
+
+def clear_links(conn: Connection, file_id: int, kind: str | None = None) -> None:
+    cond = file_links.c.file_id == file_id
+    if kind:
+        cond = and_(cond, file_links.c.kind == kind)
+    conn.execute(file_links.delete().where(cond))
+
+
+def transition(
+    conn: Connection,
+    file_id: int,
+    to_status: str,
+    *,
+    allowed_from: Sequence[str],
+    actor: str,
+    action: str,
+    why: str | None = None,
+    **values: Any,
+) -> dict[str, Any]:
+    """Move a file to ``to_status`` if its status is one of ``allowed_from``; audit it; return the old row."""
+    current = get_file(conn, file_id)
+    if current["status"] not in allowed_from:
+        allowed = ", ".join(allowed_from)
+        raise InvalidState(
+            f"file {file_id} is {current['status']}; {action} applies only to a file that is {allowed}"
+        )
+    changed = conn.execute(
+        update(files)
+        .where(files.c.id == file_id, files.c.status == current["status"])
+        .values(status=to_status, updated_at=now(), **values)
+    ).rowcount
+    if changed != 1:
+        raise InvalidState(f"file {file_id} changed while {action} was being applied; try again")
+    _event(conn, file_id, actor=actor, action=action, from_status=current["status"], to_status=to_status, why=why)
+    return current
+
+
+def audit(conn: Connection, file_id: int, *, actor: str, action: str, why: str | None) -> None:
+    """Record an event that does not change the status (for example a retry that loads nothing new)."""
+    status = get_file(conn, file_id)["status"]
+    _event(conn, file_id, actor=actor, action=action, from_status=status, to_status=status, why=why)
+
+
+def _event(conn, file_id, *, actor, action, from_status, to_status, why) -> None:
+    conn.execute(
+        insert(file_events).values(
+            file_id=file_id,
+            at=now(),
+            actor=actor,
+            action=action,
+            from_status=from_status,
+            to_status=to_status,
+            reason=why,
+        )
+    )
+
+
+def get_file(conn: Connection, file_id: int) -> dict[str, Any]:
+    row = conn.execute(select(files).where(files.c.id == file_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no file with id {file_id}")
+    return dict(row)
+
+
+def list_files(
+    conn: Connection,
+    *,
+    carrier: str | None = None,
+    file_type: str | None = None,
+    cadence: str | None = None,
+    status: str | None = None,
+    period: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    query = select(files).order_by(files.c.id)
+    for column, value in (
+        (files.c.carrier, carrier),
+        (files.c.type, file_type),
+        (files.c.cadence, cadence),
+        (files.c.status, status),
+        (files.c.billing_period, period),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if limit:
+        query = query.limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def links_of(conn: Connection, file_id: int) -> list[dict[str, Any]]:
+    """The files this one may repeat, with the earlier file's name, status and when it was received."""
+    earlier = files.alias("earlier")
+    query = (
+        select(
+            file_links.c.kind,
+            file_links.c.records,
+            earlier.c.id,
+            earlier.c.name,
+            earlier.c.status,
+            earlier.c.source,
+            earlier.c.received_at,
+        )
+        .join(earlier, earlier.c.id == file_links.c.earlier_id)
+        .where(file_links.c.file_id == file_id)
+        .order_by(earlier.c.id, file_links.c.kind)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def events_of(conn: Connection, file_id: int) -> list[dict[str, Any]]:
+    query = select(file_events).where(file_events.c.file_id == file_id).order_by(file_events.c.id)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def earlier_by_content(conn: Connection, fingerprint: str) -> list[int]:
+    query = (
+        select(files.c.id)
+        .where(files.c.fingerprint == fingerprint, files.c.status.in_(COUNTS_AS_EARLIER))
+        .order_by(files.c.id)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def earlier_by_name(conn: Connection, carrier: str, name: str) -> list[int]:
+    query = (
+        select(files.c.id)
+        .where(files.c.carrier == carrier, files.c.name == name, files.c.status.in_(COUNTS_AS_EARLIER))
+        .order_by(files.c.id)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def same_delivery(conn: Connection, source: str, delivery: str, blob: str) -> list[dict[str, Any]]:
+    query = (
+        select(files)
+        .where(files.c.source == source, files.c.delivery == delivery, files.c.blob == blob)
+        .order_by(files.c.id)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def queued_ids(conn: Connection, limit: int | None = None) -> list[int]:
+    query = select(files.c.id).where(files.c.status == "queued").order_by(files.c.id)
+    if limit:
+        query = query.limit(limit)
+    return list(conn.execute(query).scalars())
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(files.c.status, func.count()).group_by(files.c.status))
+    return {status: count for status, count in rows}

@@ -1,0 +1,194 @@
+"""The catalog's tables, as SQLAlchemy Core. Alembic migrations (``migrations/versions``) create them.
+
+- ``files``: one row per received file (a zip yields one row per member), its fingerprint, status and counts.
+- ``file_links``: the "Potential Duplicates" tab: which earlier files a held file may repeat, and why.
+- ``file_events``: the audit trail: every status change with who, when and why.
+- ``records``: the loaded billing records (CDR and SDR), each unique by (carrier, record_key).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp. timestamptz on PostgreSQL; 'YYYY-MM-DD HH:MM:SS[.ffffff]' text
+    (always UTC) on SQLite. Naive datetimes are refused rather than guessed."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC timestamp is required")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal. NUMERIC on PostgreSQL; the decimal's text on SQLite, whose NUMERIC would turn
+    it into a float."""
+
+    impl = Numeric()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String())
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"money must be a Decimal, not {type(value).__name__}")
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return Decimal(value) if not isinstance(value, Decimal) else value
+
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False),
+    Column("container", String),
+    Column("member", String),
+    Column("carrier", String),
+    Column("type", String),
+    Column("cadence", String),
+    Column("format", String),
+    Column("billing_period", String(7)),
+    Column("source", String, nullable=False),
+    Column("origin", String),
+    Column("delivery", String),
+    Column("size", BigInteger, nullable=False),
+    Column("fingerprint", String(32)),
+    Column("blob", String(32), nullable=False),
+    Column("blob_size", BigInteger, nullable=False),
+    Column("compression", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("reason", String),
+    Column("error", Text),
+    Column("released", Boolean, nullable=False, default=False),
+    Column("records_loaded", BigInteger, nullable=False, default=0),
+    Column("records_skipped", BigInteger, nullable=False, default=0),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "fingerprint"),
+    Index(None, "carrier", "name"),
+    Index(None, "status"),
+    Index(None, "carrier", "billing_period"),
+    Index(None, "source", "delivery"),
+)
+
+file_links = Table(
+    "file_links",
+    metadata,
+    Column("file_id", Id, ForeignKey("files.id"), primary_key=True),
+    Column("earlier_id", Id, ForeignKey("files.id"), primary_key=True),
+    Column("kind", String, primary_key=True),
+    Column("records", BigInteger),
+)
+
+file_events = Table(
+    "file_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("file_id", Id, ForeignKey("files.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("from_status", String),
+    Column("to_status", String),
+    Column("reason", Text),
+    Index(None, "file_id"),
+)
+
+# The billing-feed record layout, shared by every carrier parser: each parser maps its columns onto
+# these. Local fields stay text as the carrier gave them; the UTC time is a real timestamp.
+RECORD_FIELDS = (
+    ("feed_id", BigInteger),
+    ("account_code", String),
+    ("direction", String),
+    ("call_type", String),
+    ("bill_date", Date),
+    ("local_date", String),
+    ("local_time", String),
+    ("utc_time", UTCDateTime),
+    ("utc_offset", String),
+    ("a_party", String),
+    ("b_party", String),
+    ("bill_number", String),
+    ("seconds", BigInteger),
+    ("network_seconds", BigInteger),
+    ("connect_seconds", BigInteger),
+    ("charge", Money),
+    ("charge_excl", Money),
+    ("free_units_used", Money),
+    ("text_desc1", String),
+    ("text_desc2", String),
+    ("release_cause", String),
+    ("call_status", String),
+    ("service_type", String),
+    ("billing_group", String),
+    ("calling_group", String),
+    ("profile", String),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("file_id", Id, ForeignKey("files.id"), nullable=False),
+    Column("carrier", String, nullable=False),
+    Column("record_key", String, nullable=False),
+    Column("record_type", String(3), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    *(Column(name, type_() if isinstance(type_, type) else type_) for name, type_ in RECORD_FIELDS),
+    UniqueConstraint("carrier", "record_key"),
+    Index(None, "file_id"),
+)

@@ -1,0 +1,65 @@
+"""The collector contract.
+
+A collector is built from one ``[[sources]]`` entry and knows one way of finding files. ``collect()`` runs
+one pass: it finds what is ready, pushes each file through the intake door (``ingest.intake.receive``), and
+marks it taken at its source only once the door has committed it. A pass never raises for one bad file; it
+reports it in the result, so one file (or one source) failing never stops the others.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import ConfigError
+from ..intake import Received
+
+
+@dataclass
+class PassResult:
+    source: str
+    received: list[Received] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Collector(ABC):
+    kind: ClassVar[str]
+    # option -> (type, required)
+    OPTIONS: ClassVar[dict[str, tuple[type | tuple[type, ...], bool]]] = {}
+
+    def __init__(self, app, spec):
+        self.app = app
+        self.spec = spec
+        self.name = spec.name
+
+    @classmethod
+    def check_options(cls, spec, config, key: str) -> None:
+        for option, value in spec.options.items():
+            if option not in cls.OPTIONS:
+                raise ConfigError(f"{key}.{option}", f"unknown key for kind {cls.kind!r} "
+                                                     f"(known: {', '.join(sorted(cls.OPTIONS))})")
+            expected, _ = cls.OPTIONS[option]
+            if not isinstance(value, expected) or isinstance(value, bool) and bool not in _as_tuple(expected):
+                raise ConfigError(f"{key}.{option}", f"must be of type {_type_names(expected)}")
+        for option, (_, required) in cls.OPTIONS.items():
+            if required and option not in spec.options:
+                raise ConfigError(f"{key}.{option}", f"is required for kind {cls.kind!r}")
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.spec.options.get(name, default)
+
+    @abstractmethod
+    def collect(self) -> PassResult:
+        """One pass: take every file that is ready through the intake door."""
+
+    def close(self) -> None:
+        """Release connections and watchers."""
+
+
+def _as_tuple(expected) -> tuple[type, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+def _type_names(expected) -> str:
+    return " or ".join(t.__name__ for t in _as_tuple(expected))

@@ -1,0 +1,205 @@
+"""Drop folders: staff (or a carrier's job) put files in a folder; each is taken once it is fully written.
+
+A file is taken when it is at least ``min_age_seconds`` old (by mtime) and either
+- it was closed after writing, or renamed into the folder, since its last change (watchdog events), or
+- its size and mtime have not changed for ``settle_seconds`` (the periodic rescan's safety net, for events
+  missed while nothing was watching, or a file copied in from another file system).
+Names starting with a dot and ``.part``/``.tmp``/``.partial``/``.filepart`` names are never taken (writers
+that write under such a name and rename when done are taken the moment they rename).
+
+A taken file goes through the intake door and is then moved to ``done/`` beside it; nothing is deleted.
+If the file changes while it is being read, the intake is rolled back and the file is tried again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..config import CADENCES, FILE_TYPES, FORMATS
+from ..errors import CdrError, ConfigError, IntakeError
+from ..intake import Origin, receive
+from .base import Collector, PassResult
+
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload")
+
+
+class DropFolder(Collector):
+    kind = "dropfolder"
+    OPTIONS = {
+        "path": (str, True),
+        "carrier": (str, False),
+        "type": (str, False),
+        "cadence": (str, False),
+        "format": (str, False),
+        "min_age_seconds": ((int, float), False),
+        "settle_seconds": ((int, float), False),
+        "rescan_seconds": ((int, float), False),
+        "done_dir": (str, False),
+    }
+
+    @classmethod
+    def check_options(cls, spec, config, key: str) -> None:
+        super().check_options(spec, config, key)
+        for option, allowed in (("type", FILE_TYPES), ("cadence", CADENCES), ("format", FORMATS)):
+            value = spec.options.get(option)
+            if value is not None and value not in allowed:
+                raise ConfigError(f"{key}.{option}", f"must be one of {', '.join(allowed)}")
+        if spec.options.get("type") and not spec.options.get("carrier"):
+            raise ConfigError(f"{key}.type", "a file type needs a carrier")
+        done = spec.options.get("done_dir", "done")
+        if "/" in done or done.startswith("."):
+            raise ConfigError(f"{key}.done_dir", "must be a plain folder name (it lives inside the drop folder)")
+
+    def __init__(self, app, spec, clock: Callable[[], float] = time.time):
+        super().__init__(app, spec)
+        self.path = Path(self.option("path"))
+        self.done = self.path / self.option("done_dir", "done")
+        self.min_age = float(self.option("min_age_seconds", 5))
+        self.settle = float(self.option("settle_seconds", 60))
+        self.rescan = float(self.option("rescan_seconds", 30))
+        self.clock = clock
+        self.wake = threading.Event()
+        self._lock = threading.Lock()
+        self._finished: dict[str, int] = {}  # name -> mtime_ns when closed-after-write / renamed in
+        self._seen: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, first seen so)
+        self._observer = None
+
+    # -- watching -----------------------------------------------------------------------------------
+
+    def start_watching(self, wake: threading.Event | None = None) -> None:
+        """Start a watchdog observer that notes finished files and sets ``wake`` (default: self.wake)."""
+        from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        if wake is not None:
+            self.wake = wake
+        self.path.mkdir(parents=True, exist_ok=True)
+        folder = os.path.realpath(self.path)
+        collector = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):
+                if isinstance(event, FileMovedEvent):
+                    target = os.fsdecode(event.dest_path)
+                elif isinstance(event, FileClosedEvent):
+                    target = os.fsdecode(event.src_path)
+                else:
+                    if not event.is_directory:
+                        collector.wake.set()
+                    return
+                if os.path.dirname(os.path.realpath(target)) == folder:
+                    collector._note_finished(os.path.basename(target))
+
+        self._observer = Observer()
+        self._observer.schedule(Handler(), str(self.path), recursive=False)
+        self._observer.start()
+
+    def _note_finished(self, name: str) -> None:
+        try:
+            mtime_ns = os.stat(self.path / name).st_mtime_ns
+        except OSError:
+            return
+        with self._lock:
+            self._finished[name] = mtime_ns
+        self.wake.set()
+
+    def close(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=10)
+            self._observer = None
+
+    # -- one pass -----------------------------------------------------------------------------------
+
+    def collect(self) -> PassResult:
+        result = PassResult(self.name)
+        if not self.path.is_dir():
+            result.errors.append(f"drop folder {self.path} does not exist")
+            return result
+        now = self.clock()
+        present = set()
+        for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
+            if not entry.is_file(follow_symlinks=False) or _skipped(entry.name):
+                continue
+            present.add(entry.name)
+            try:
+                stat = entry.stat(follow_symlinks=False)
+                if not self._ready(entry.name, stat, now):
+                    continue
+                result.received.extend(self._take(Path(entry.path), stat))
+            except CdrError as exc:
+                if exc.transient:
+                    result.errors.append(f"{entry.name}: {exc}")
+                else:
+                    log.warning("drop folder %s: %s: %s", self.name, entry.name, exc)
+                    result.errors.append(f"{entry.name}: {exc}")
+            except OSError as exc:
+                result.errors.append(f"{entry.name}: {exc.strerror or exc}")
+        with self._lock:
+            for table in (self._finished, self._seen):
+                for name in list(table):
+                    if name not in present:
+                        del table[name]
+        return result
+
+    def pending(self) -> int:
+        """How many files are present but not yet taken (waiting to be complete)."""
+        with self._lock:
+            return len(self._seen)
+
+    def _ready(self, name: str, stat: os.stat_result, now: float) -> bool:
+        key = (stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            seen = self._seen.get(name)
+            if seen is None or seen[:2] != key:
+                self._seen[name] = (*key, now)
+                seen = self._seen[name]
+            finished = self._finished.get(name) == stat.st_mtime_ns
+        if now - stat.st_mtime < self.min_age:
+            return False
+        return finished or now - seen[2] >= self.settle
+
+    def _take(self, path: Path, stat: os.stat_result):
+        delivery = f"{os.path.realpath(path)}|{stat.st_ino}|{stat.st_mtime_ns}|{stat.st_size}"
+        origin = Origin(
+            source=self.name,
+            name=path.name,
+            location=str(path.resolve()),
+            carrier=self.option("carrier"),
+            file_type=self.option("type"),
+            cadence=self.option("cadence"),
+            file_format=self.option("format"),
+            delivery=delivery,
+        )
+        with open(path, "rb") as fh:
+
+            def unchanged(_conn, _results) -> None:
+                # Still the same bytes we were offered? If not, roll back and take it next time.
+                now = os.fstat(fh.fileno())
+                if (now.st_size, now.st_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+                    raise IntakeError(f"{path.name} changed while it was being read; it will be taken later")
+
+            received = receive(self.app, fh, origin, actor=f"dropfolder:{self.name}", in_transaction=unchanged)
+        self._move_done(path, received[0].id if received else None)
+        with self._lock:
+            self._seen.pop(path.name, None)
+            self._finished.pop(path.name, None)
+        return received
+
+    def _move_done(self, path: Path, file_id: int | None) -> None:
+        self.done.mkdir(exist_ok=True)
+        target = self.done / path.name
+        if target.exists():
+            target = self.done / f"{path.name}.{file_id or int(time.time())}"
+        os.replace(path, target)
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name.lower().endswith(PARTIAL_SUFFIXES)

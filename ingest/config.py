@@ -1,0 +1,414 @@
+"""Configuration: one TOML file, overridden by environment variables, validated at start.
+
+Where it comes from: ``--config PATH``, else ``$CDR_CONFIG``, else ``config/cdr.toml``.
+``CDR_DATABASE_URL`` and ``CDR_STAGING_DIR`` override ``[database].url`` and ``[staging].dir``.
+Relative paths are taken from the working directory.
+
+Anything unknown or ill-typed is refused with the key and the reason, so a typo in a carrier's file rule
+fails at start instead of silently ignoring that carrier's files for a month.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = "config/cdr.toml"
+DEFAULT_DATABASE_URL = "sqlite:///var/cdr.sqlite"
+DEFAULT_STAGING_DIR = "var/staging"
+
+FILE_TYPES = ("cdr", "sdr")
+FORMATS = ("csv", "txt", "pipe", "json")
+CADENCES = ("daily", "monthly", "hourly", "weekly", "adhoc", "other")
+
+_PLACEHOLDERS = {
+    "year": r"(?P<year>\d{4})",
+    "month": r"(?P<month>0[1-9]|1[0-2])",
+    "day": r"(?P<day>0[1-9]|[12]\d|3[01])",
+    "any": r"(?P<any>.*)",
+}
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What a file is, as far as the carrier rules (or the caller) can tell."""
+
+    carrier: str | None = None
+    file_type: str | None = None
+    cadence: str | None = None
+    billing_period: str | None = None
+    file_format: str | None = None
+
+    def merged_over(self, fallback: "Classification") -> "Classification":
+        """Fields of self win; fields self leaves empty come from fallback."""
+        return Classification(
+            carrier=self.carrier or fallback.carrier,
+            file_type=self.file_type or fallback.file_type,
+            cadence=self.cadence or fallback.cadence,
+            billing_period=self.billing_period or fallback.billing_period,
+            file_format=self.file_format or fallback.file_format,
+        )
+
+
+@dataclass(frozen=True)
+class FileRule:
+    """Maps a file-name pattern to a file type, a cadence and optionally a billing period and format."""
+
+    key: str
+    regex: re.Pattern[str]
+    file_type: str
+    cadence: str
+    file_format: str | None = None
+
+    def match(self, name: str) -> Classification | None:
+        m = self.regex.fullmatch(name)
+        if not m:
+            return None
+        groups = m.groupdict()
+        period = None
+        if groups.get("year") and groups.get("month"):
+            period = f"{groups['year']}-{groups['month']}"
+        return Classification(
+            file_type=self.file_type, cadence=self.cadence, billing_period=period, file_format=self.file_format
+        )
+
+
+@dataclass(frozen=True)
+class CarrierSpec:
+    name: str
+    parser: str
+    same_name_rule: bool = False
+    default_format: str | None = None
+    rules: tuple[FileRule, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def classify(self, name: str) -> Classification | None:
+        """The first rule that matches ``name`` (tried without a trailing .gz/.zip too)."""
+        candidates = [name]
+        lowered = name.lower()
+        for suffix in (".gz", ".zip"):
+            if lowered.endswith(suffix):
+                candidates.append(name[: -len(suffix)])
+        for rule in self.rules:
+            for candidate in candidates:
+                found = rule.match(candidate)
+                if found:
+                    return Classification(
+                        carrier=self.name,
+                        file_type=found.file_type,
+                        cadence=found.cadence,
+                        billing_period=found.billing_period,
+                        file_format=found.file_format or self.default_format,
+                    )
+        return None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One ``[[sources]]`` entry. ``options`` holds the kind-specific keys, validated by the collector."""
+
+    name: str
+    kind: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    """Decompression-bomb guard: a member may expand to at most ``max_expanded_bytes`` and, once past
+    ``ratio_floor_bytes``, to at most ``max_ratio`` times its compressed size."""
+
+    max_expanded_bytes: int = 20 * 1024**3
+    max_ratio: int = 200
+    ratio_floor_bytes: int = 64 * 1024**2
+    max_zip_members: int = 1000
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    database_url: str
+    staging_dir: Path
+    carriers: dict[str, CarrierSpec]
+    sources: tuple[SourceSpec, ...]
+    limits: IntakeLimits
+
+    def carrier(self, name: str) -> CarrierSpec:
+        from .errors import NotFound
+
+        try:
+            return self.carriers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.carriers)) or "none configured"
+            raise NotFound(f"unknown carrier {name!r} (known: {known})") from None
+
+    def classify(self, name: str, carrier: str | None = None) -> Classification | None:
+        """Classify a file name by the rules of ``carrier``, or of every carrier when none is given.
+
+        With no carrier given, a name matched by rules of two different carriers is ambiguous and
+        classified as nothing, so the file is ignored with a reason rather than billed to a guess.
+        """
+        specs = [self.carrier(carrier)] if carrier else list(self.carriers.values())
+        found = [c for c in (spec.classify(name) for spec in specs) if c]
+        if len(found) == 1:
+            return found[0]
+        return None
+
+    def source(self, name: str) -> SourceSpec:
+        from .errors import NotFound
+
+        for spec in self.sources:
+            if spec.name == name:
+                return spec
+        raise NotFound(f"unknown source {name!r}")
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read, merge and validate the configuration. Raises ConfigError naming the key and the reason."""
+    env = dict(os.environ if env is None else env)
+    explicit = path is not None or "CDR_CONFIG" in env
+    chosen = Path(path if path is not None else env.get("CDR_CONFIG", DEFAULT_CONFIG))
+    raw: dict[str, Any] = {}
+    if chosen.exists():
+        raw = _read_toml(chosen)
+    elif explicit:
+        raise ConfigError(str(chosen), "configuration file not found")
+    else:
+        chosen = None  # type: ignore[assignment]
+    if chosen is not None:
+        raw = _merge_includes(raw, chosen)
+    return _build(raw, chosen, env)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+
+
+def _merge_includes(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    includes = raw.pop("include", [])
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise ConfigError("include", "must be a list of file patterns")
+    carriers = raw.setdefault("carriers", {})
+    if not isinstance(carriers, dict):
+        raise ConfigError("carriers", "must be a table of carrier tables")
+    for pattern in includes:
+        matches = sorted(globmod.glob(str(path.parent / pattern)))
+        if not matches:
+            raise ConfigError("include", f"{pattern!r} matches no file beside {path}")
+        for included in matches:
+            extra = _read_toml(Path(included))
+            unknown = set(extra) - {"carriers"}
+            if unknown:
+                raise ConfigError(f"{included}: {sorted(unknown)[0]}", "an included file may only define [carriers.*]")
+            for name, table in extra.get("carriers", {}).items():
+                if name in carriers:
+                    raise ConfigError(f"carriers.{name}", f"defined twice (again in {included})")
+                carriers[name] = table
+    return raw
+
+
+def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Config:
+    _only(raw, "", {"database", "staging", "intake", "carriers", "sources"})
+    database = _table(raw, "database")
+    _only(database, "database", {"url"})
+    staging = _table(raw, "staging")
+    _only(staging, "staging", {"dir"})
+    url = env.get("CDR_DATABASE_URL") or _str(database, "database.url", DEFAULT_DATABASE_URL)
+    staging_dir = Path(env.get("CDR_STAGING_DIR") or _str(staging, "staging.dir", DEFAULT_STAGING_DIR))
+
+    intake = _table(raw, "intake")
+    _only(intake, "intake", {"max_expanded_bytes", "max_ratio", "ratio_floor_bytes", "max_zip_members"})
+    defaults = IntakeLimits()
+    limits = IntakeLimits(
+        max_expanded_bytes=_int(intake, "intake.max_expanded_bytes", defaults.max_expanded_bytes, minimum=1),
+        max_ratio=_int(intake, "intake.max_ratio", defaults.max_ratio, minimum=1),
+        ratio_floor_bytes=_int(intake, "intake.ratio_floor_bytes", defaults.ratio_floor_bytes, minimum=0),
+        max_zip_members=_int(intake, "intake.max_zip_members", defaults.max_zip_members, minimum=1),
+    )
+
+    carriers = {name: _carrier(name, table) for name, table in _table(raw, "carriers").items()}
+
+    sources_raw = raw.get("sources", [])
+    if not isinstance(sources_raw, list):
+        raise ConfigError("sources", "must be an array of tables ([[sources]])")
+    sources = []
+    seen: set[str] = set()
+    for index, entry in enumerate(sources_raw):
+        key = f"sources[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(key, "must be a table")
+        name = _str(entry, f"{key}.name", None)
+        kind = _str(entry, f"{key}.kind", None)
+        if name in seen:
+            raise ConfigError(f"{key}.name", f"source name {name!r} is used twice")
+        seen.add(name)
+        options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
+        carrier = options.get("carrier")
+        if carrier is not None and carrier not in carriers:
+            raise ConfigError(f"{key}.carrier", f"unknown carrier {carrier!r}")
+        sources.append(SourceSpec(name=name, kind=kind, options=options))
+
+    config = Config(
+        path=path,
+        database_url=url,
+        staging_dir=staging_dir,
+        carriers=carriers,
+        sources=tuple(sources),
+        limits=limits,
+    )
+    _check_plugins(config)
+    return config
+
+
+def _check_plugins(config: Config) -> None:
+    """Parsers and collectors are looked up now, so a misspelt one fails at start, not at first use."""
+    from carriers import PARSERS
+
+    from .collectors import COLLECTORS
+
+    for carrier in config.carriers.values():
+        if carrier.parser not in PARSERS:
+            known = ", ".join(sorted(PARSERS))
+            raise ConfigError(f"carriers.{carrier.name}.parser", f"unknown parser {carrier.parser!r} (known: {known})")
+        PARSERS[carrier.parser].check_options(carrier)
+    for index, source in enumerate(config.sources):
+        if source.kind not in COLLECTORS:
+            known = ", ".join(sorted(COLLECTORS))
+            raise ConfigError(f"sources[{index}].kind", f"unknown kind {source.kind!r} (known: {known})")
+        COLLECTORS[source.kind].check_options(source, config, f"sources[{index}]")
+
+
+def _carrier(name: str, table: Any) -> CarrierSpec:
+    key = f"carriers.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(key, "must be a table")
+    _only(table, key, {"parser", "same_name_rule", "format", "files", "options"})
+    parser = _str(table, f"{key}.parser", None)
+    same_name = table.get("same_name_rule", False)
+    if not isinstance(same_name, bool):
+        raise ConfigError(f"{key}.same_name_rule", "must be true or false")
+    default_format = table.get("format")
+    if default_format is not None and default_format not in FORMATS:
+        raise ConfigError(f"{key}.format", f"must be one of {', '.join(FORMATS)}")
+    files = table.get("files", [])
+    if not isinstance(files, list):
+        raise ConfigError(f"{key}.files", "must be an array of tables ([[carriers.NAME.files]])")
+    rules = tuple(_rule(f"{key}.files[{i}]", entry) for i, entry in enumerate(files))
+    options = table.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{key}.options", "must be a table")
+    return CarrierSpec(
+        name=name, parser=parser, same_name_rule=same_name, default_format=default_format, rules=rules,
+        options=options,
+    )
+
+
+def _rule(key: str, entry: Any) -> FileRule:
+    if not isinstance(entry, dict):
+        raise ConfigError(key, "must be a table")
+    _only(entry, key, {"pattern", "regex", "type", "cadence", "format", "case_sensitive"})
+    if ("pattern" in entry) == ("regex" in entry):
+        raise ConfigError(key, "give exactly one of pattern (a glob) or regex")
+    case_sensitive = entry.get("case_sensitive", False)
+    if not isinstance(case_sensitive, bool):
+        raise ConfigError(f"{key}.case_sensitive", "must be true or false")
+    flags = 0 if case_sensitive else re.IGNORECASE
+    if "pattern" in entry:
+        source = glob_to_regex(_str(entry, f"{key}.pattern", None), f"{key}.pattern")
+    else:
+        source = _str(entry, f"{key}.regex", None)
+    try:
+        regex = re.compile(source, flags)
+    except re.error as exc:
+        raise ConfigError(f"{key}.{'pattern' if 'pattern' in entry else 'regex'}", f"invalid pattern: {exc}") from None
+    if ("month" in regex.groupindex) != ("year" in regex.groupindex):
+        raise ConfigError(key, "a billing period needs both {year} and {month} groups")
+    file_type = _choice(entry, f"{key}.type", FILE_TYPES)
+    cadence = _choice(entry, f"{key}.cadence", CADENCES)
+    fmt = entry.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"{key}.format", f"must be one of {', '.join(FORMATS)}")
+    return FileRule(key=key, regex=regex, file_type=file_type, cadence=cadence, file_format=fmt)
+
+
+def glob_to_regex(pattern: str, key: str = "pattern") -> str:
+    """A file-name glob (``*``, ``?``, ``[...]``) with ``{year}``, ``{month}``, ``{day}`` placeholders."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "{":
+            end = pattern.find("}", i)
+            name = pattern[i + 1 : end] if end != -1 else ""
+            if name not in _PLACEHOLDERS:
+                raise ConfigError(key, f"unknown placeholder at {pattern[i:]!r} (known: {', '.join(_PLACEHOLDERS)})")
+            out.append(_PLACEHOLDERS[name])
+            i = end + 1
+        elif ch == "*":
+            out.append("[^/]*")
+            i += 1
+        elif ch == "?":
+            out.append("[^/]")
+            i += 1
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                raise ConfigError(key, "unclosed [ in pattern")
+            body = pattern[i + 1 : end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append(f"[{body}]")
+            i = end + 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    return "".join(out)
+
+
+def _only(table: dict[str, Any], key: str, allowed: set[str]) -> None:
+    for name in table:
+        if name not in allowed:
+            where = f"{key}.{name}" if key else name
+            raise ConfigError(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+
+def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table")
+    return value
+
+
+def _str(table: dict[str, Any], key: str, default: str | None) -> str:
+    value = table.get(key.rsplit(".", 1)[-1], default)
+    if value is None:
+        raise ConfigError(key, "is required")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a non-empty string")
+    return value
+
+
+def _int(table: dict[str, Any], key: str, default: int, minimum: int) -> int:
+    value = table.get(key.rsplit(".", 1)[-1], default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(key, f"must be a whole number of at least {minimum}")
+    return value
+
+
+def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    value = table.get(key.rsplit(".", 1)[-1])
+    if value not in allowed:
+        raise ConfigError(key, f"must be one of {', '.join(allowed)} (got {value!r})")
+    return value

@@ -1,0 +1,197 @@
+"""The intake door: the one function every source calls with a byte stream and where it came from.
+
+:func:`receive` stages the exact bytes (content-addressed, fsynced, renamed into place), fingerprints the
+content in the same pass (xxh3-128; gzip and zip are fingerprinted decompressed, one catalog file per zip
+member), classifies each file by the caller's word or the carrier's rules, checks for potential duplicates,
+and records it all in the catalog in one transaction:
+
+- no carrier rule recognises it -> ``ignored``, with the reason (never dropped silently, never held);
+- the same content was received before and not discarded -> ``held``, ``duplicate-content``, linked to
+  every earlier copy;
+- the carrier has ``same_name_rule`` and an earlier file of it had the same name -> ``held``,
+  ``duplicate-name``;
+- the archive is corrupt or breaks the decompression limits -> ``failed`` (the bytes stay staged);
+- otherwise -> ``queued`` for loading.
+
+A crash before the commit leaves an orphan blob and no catalog row, so the next attempt succeeds without a
+false duplicate hold; after it, a complete row. Collectors that must record remote state atomically with
+the file (issue: "committed in the same transaction as the file's catalog row") pass ``in_transaction``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
+from typing import BinaryIO, Callable
+
+from sqlalchemy import Connection
+
+from . import faults
+from .app import App
+from .catalog import files as catalog_files
+from .config import Classification
+from .staging import Member, StagedBlob, safe_name
+
+EXTENSION_FORMATS = {".csv": "csv", ".txt": "txt", ".tsv": "txt", ".tab": "txt", ".pipe": "pipe",
+                     ".psv": "pipe", ".json": "json"}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a file came from and what the caller already knows about it."""
+
+    source: str  # the source's name: "upload", a [[sources]] name, ...
+    name: str  # the file name as offered (data, not a path we trust)
+    location: str | None = None  # remote path, email address, local path
+    carrier: str | None = None
+    file_type: str | None = None
+    cadence: str | None = None
+    billing_period: str | None = None
+    file_format: str | None = None
+    # Identifies one delivery (for a drop folder: path, inode, mtime, size). The same delivery offered
+    # again after a crash, before the source could mark it taken, returns the files already recorded
+    # instead of holding a false duplicate.
+    delivery: str | None = None
+
+    @property
+    def given(self) -> Classification:
+        return Classification(self.carrier, self.file_type, self.cadence, self.billing_period, self.file_format)
+
+
+@dataclass(frozen=True)
+class Received:
+    id: int
+    name: str
+    status: str
+    reason: str | None
+
+
+def receive(
+    app: App,
+    stream: BinaryIO,
+    origin: Origin,
+    *,
+    actor: str | None = None,
+    in_transaction: Callable[[Connection, list[Received]], None] | None = None,
+) -> list[Received]:
+    """Take one incoming file through the door; return one entry per catalog file created."""
+    actor = actor or app.actor
+    if origin.carrier is not None:
+        app.config.carrier(origin.carrier)  # an unknown carrier is refused before anything is staged
+    blob = app.staging.receive(stream)
+    faults.point("intake.staged")
+    return record(app, blob, origin, actor=actor, in_transaction=in_transaction)
+
+
+def record(
+    app: App,
+    blob: StagedBlob,
+    origin: Origin,
+    *,
+    actor: str,
+    in_transaction: Callable[[Connection, list[Received]], None] | None = None,
+) -> list[Received]:
+    """Catalog a staged blob: classify, check for duplicates, insert; one transaction."""
+    name = safe_name(origin.name)
+    results: list[Received] = []
+    with app.catalog.write() as conn:
+        app.catalog.serialize(conn, "intake")
+        if origin.delivery is not None:
+            again = catalog_files.same_delivery(conn, origin.source, origin.delivery, blob.key)
+            if again:
+                results = [Received(r["id"], r["name"], r["status"], r["reason"]) for r in again]
+                if in_transaction is not None:
+                    in_transaction(conn, results)
+                return results
+        if blob.error is not None:
+            values = _row(blob, None, origin, name, None, None)
+            values.update(status="failed", reason="unreadable", error=f"{name}: {blob.error}")
+            file_id = catalog_files.add_file(conn, values, actor=actor, why=values["error"])
+            results.append(Received(file_id, name, "failed", "unreadable"))
+        for member in blob.members:
+            results.append(_record_member(app, conn, blob, member, origin, name, actor))
+        if in_transaction is not None:
+            in_transaction(conn, results)
+        faults.point("intake.before-commit")
+    return results
+
+
+def _record_member(app: App, conn: Connection, blob: StagedBlob, member: Member, origin: Origin, name: str,
+                   actor: str) -> Received:
+    member_name = safe_name(member.name) if member.name is not None else name
+    container = name if member.name is not None else None
+    found = classify(app, member_name, container, origin)
+    values = _row(blob, member, origin, member_name, container, found)
+
+    if found.carrier is None or found.file_type is None:
+        why = _unrecognised_why(member_name, origin)
+        values.update(status="ignored", reason="unrecognised", error=why)
+        file_id = catalog_files.add_file(conn, values, actor=actor, why=why)
+        return Received(file_id, member_name, "ignored", "unrecognised")
+
+    links = [catalog_files.Link(i, "duplicate-content") for i in catalog_files.earlier_by_content(conn, member.fingerprint)]
+    if app.config.carrier(found.carrier).same_name_rule:
+        links += [catalog_files.Link(i, "duplicate-name")
+                  for i in catalog_files.earlier_by_name(conn, found.carrier, member_name)]
+    if links:
+        reason = links[0].kind
+        earlier = ", ".join(f"#{i}" for i in sorted({link.earlier_id for link in links}))
+        why = f"potential duplicate ({reason}) of {earlier}"
+        values.update(status="held", reason=reason, error=None)
+        file_id = catalog_files.add_file(conn, values, actor=actor, why=why)
+        catalog_files.add_links(conn, file_id, links)
+        return Received(file_id, member_name, "held", reason)
+
+    values.update(status="queued", reason=None, error=None)
+    file_id = catalog_files.add_file(conn, values, actor=actor, why=f"received from {origin.source}")
+    return Received(file_id, member_name, "queued", None)
+
+
+def classify(app: App, name: str, container: str | None, origin: Origin) -> Classification:
+    """The caller's word first, then the carrier's file rules (the member's name, then its archive's)."""
+    found = None
+    for candidate in (name, container):
+        if candidate and found is None:
+            found = app.config.classify(candidate, origin.carrier)
+    merged = origin.given.merged_over(found or Classification())
+    if merged.file_format is None:
+        merged = replace(merged, file_format=format_from_name(name))
+    if merged.carrier and merged.file_format is None:
+        merged = replace(merged, file_format=app.config.carrier(merged.carrier).default_format)
+    return merged
+
+
+def format_from_name(name: str) -> str | None:
+    path = PurePosixPath(name.lower())
+    if path.suffix == ".gz":
+        path = path.with_suffix("")
+    return EXTENSION_FORMATS.get(path.suffix)
+
+
+def _unrecognised_why(name: str, origin: Origin) -> str:
+    if origin.carrier:
+        return f"no file rule of carrier {origin.carrier!r} matches {name!r}, and no file type was given"
+    return f"no carrier's file rule matches {name!r} (or more than one carrier's does)"
+
+
+def _row(blob: StagedBlob, member: Member | None, origin: Origin, name: str, container: str | None,
+         found: Classification | None) -> dict:
+    found = found or origin.given
+    return {
+        "name": name,
+        "container": container,
+        "member": member.name if member else None,
+        "carrier": found.carrier,
+        "type": found.file_type,
+        "cadence": found.cadence,
+        "format": found.file_format,
+        "billing_period": found.billing_period,
+        "source": origin.source,
+        "origin": origin.location,
+        "delivery": origin.delivery,
+        "size": member.size if member else 0,
+        "fingerprint": member.fingerprint if member else None,
+        "blob": blob.key,
+        "blob_size": blob.size,
+        "compression": blob.compression,
+    }

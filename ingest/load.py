@@ -1,0 +1,275 @@
+"""Loading: a queued file's records into the ``records`` table, all or nothing, each record once.
+
+How a file loads (``load_file``):
+
+1. Its staged bytes are streamed through the carrier's parser into Arrow batches, already validated.
+   A bad record fails the whole file (``failed``, the error naming line and field); nothing is loaded.
+2. The batches are bulk-written to a scratch table: on SQLite through ADBC into a separate scratch file
+   (ADBC carries its own SQLite library, which must never lock the catalog file itself); on PostgreSQL by
+   COPY into a TEMP table inside the load transaction.
+3. One catalog transaction moves them set-based: ``INSERT INTO records SELECT ... FROM scratch``, marks the
+   file ``loaded`` with its counts, and audits it.
+
+Every record is unique by (carrier, record_key). The insert is optimistic: if it collides, nothing is kept
+and the file is analysed instead: keys repeated inside the file fail it; keys already loaded from other
+files hold it as ``overlap`` (how many, and from which files). A file an admin released loads only the
+records not loaded before, and records how many it skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
+
+from carriers import CANONICAL, CANONICAL_NAMES, CANONICAL_SCHEMA, Source, parser_for
+
+from . import faults
+from .app import App
+from .catalog import files as catalog_files
+from .errors import CdrError, InvalidState, ParseError
+
+log = logging.getLogger(__name__)
+
+SCRATCH = "cdr_scratch"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    file_id: int
+    status: str  # loaded | failed | held | skipped (no longer queued)
+    loaded: int = 0
+    skipped: int = 0
+    message: str | None = None
+
+
+def load_queued(app: App, *, actor: str | None = None, limit: int | None = None) -> list[LoadResult]:
+    """Load every queued file, oldest first. One file's failure does not stop the others."""
+    with app.catalog.read() as conn:
+        ids = catalog_files.queued_ids(conn, limit)
+    return [load_file(app, file_id, actor=actor) for file_id in ids]
+
+
+def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult:
+    actor = actor or app.actor
+    with app.catalog.read() as conn:
+        row = catalog_files.get_file(conn, file_id)
+    if row["status"] != "queued":
+        return LoadResult(file_id, "skipped", message=f"file {file_id} is {row['status']}, not queued")
+    carrier = app.config.carrier(row["carrier"])
+    parser = parser_for(carrier)
+    source = Source(
+        name=f"file #{file_id} ({row['name']})",
+        file_format=row["format"],
+        open=lambda: app.staging.open_member(row["blob"], row["compression"], row["member"]),
+    )
+    try:
+        if app.catalog.is_sqlite:
+            return _load_sqlite(app, row, parser.batches(source), actor)
+        return _load_postgres(app, row, parser.batches(source), actor)
+    except ParseError as exc:
+        return _fail(app, file_id, "parse-error", str(exc), actor)
+    except InvalidState as exc:
+        return LoadResult(file_id, "skipped", message=str(exc))
+    except CdrError as exc:
+        if exc.transient:
+            raise
+        return _fail(app, file_id, "load-error", str(exc), actor)
+
+
+# ---------------------------------------------------------------------------------------------------
+# SQLite: ADBC writes the scratch file; the catalog connection attaches it and moves the rows.
+
+
+def _load_sqlite(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor: str) -> LoadResult:
+    scratch = Path(app.staging.tmp) / f"load-{row['id']}-{uuid.uuid4().hex}.sqlite"
+    try:
+        total = _write_scratch_file(scratch, batches)
+        faults.point("load.scratch-written")
+        with app.catalog.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            raw.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
+            try:
+                return _move(app, conn.execution_options(cdr_write=True), row, "scratch.batch", total, actor)
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+                raw.execute("DETACH DATABASE scratch")
+    finally:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{scratch}{suffix}").unlink(missing_ok=True)
+
+
+def _write_scratch_file(path: Path, batches: Iterator[pa.RecordBatch]) -> int:
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    failure: list[BaseException] = []
+    count = 0
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        nonlocal count
+        try:
+            for batch in batches:
+                count += batch.num_rows
+                yield batch
+        except BaseException as exc:  # kept: ADBC would otherwise report it as a stream error
+            failure.append(exc)
+            raise
+
+    reader = pa.RecordBatchReader.from_batches(CANONICAL_SCHEMA, counted())
+    with adbc_sqlite.connect(str(path), autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.execute("PRAGMA journal_mode=OFF")
+            cur.execute("PRAGMA synchronous=OFF")
+            try:
+                cur.adbc_ingest("batch", reader, mode="create")
+            except Exception:
+                if failure:
+                    raise failure[0] from None
+                raise
+    if failure:
+        raise failure[0]
+    return count
+
+
+# ---------------------------------------------------------------------------------------------------
+# PostgreSQL: COPY into a TEMP table on the catalog connection, inside the load transaction.
+
+
+def _load_postgres(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor: str) -> LoadResult:
+    with app.catalog.engine.connect() as conn:
+        conn = conn.execution_options(cdr_write=True)
+        with conn.begin():
+            columns = ", ".join(f"{name} {'BIGINT' if kind == 'int' else 'TEXT'}" for name, kind in CANONICAL)
+            conn.exec_driver_sql(f"CREATE TEMP TABLE {SCRATCH} ({columns}) ON COMMIT DROP")
+            total = 0
+            cursor = conn.connection.driver_connection.cursor()
+            with cursor.copy(f"COPY {SCRATCH} ({', '.join(CANONICAL_NAMES)}) FROM STDIN (FORMAT csv)") as copy:
+                for batch in batches:
+                    total += batch.num_rows
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+                    copy.write(buffer.getbuffer())
+            faults.point("load.scratch-written")
+            # The scratch rows live in this transaction; _move continues it.
+            return _move(app, conn, row, SCRATCH, total, actor, begun=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared: the set-based move, and the analysis when it collides.
+
+
+def _insert_sql(app: App, scratch: str, only_new: bool) -> str:
+    targets = ["file_id", "carrier", *CANONICAL_NAMES]
+    values = [":file_id", ":carrier", *(_cast(app, name, kind) for name, kind in CANONICAL)]
+    sql = f"INSERT INTO records ({', '.join(targets)}) SELECT {', '.join(values)} FROM {scratch} s"
+    if only_new:
+        sql += (" WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.carrier = :carrier"
+                " AND r.record_key = s.record_key)")
+    return sql
+
+
+def _cast(app: App, name: str, kind: str) -> str:
+    column = f"s.{name}"
+    if app.catalog.is_sqlite:
+        return column  # already in the catalog's storage form: ISO text, decimal text, integers
+    if kind == "date":
+        return f"CAST({column} AS DATE)"
+    if kind == "utc":
+        return f"(CAST({column} AS TIMESTAMP) AT TIME ZONE 'UTC')"
+    if kind == "decimal":
+        return f"CAST({column} AS NUMERIC)"
+    return column
+
+
+def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor: str, begun: bool = False) -> LoadResult:
+    file_id = row["id"]
+    params = {"file_id": file_id, "carrier": row["carrier"]}
+    transaction = None if begun else conn.begin()
+    try:
+        _lock_queued(app, conn, file_id)
+        released = bool(row["released"])
+        savepoint = conn.begin_nested() if not app.catalog.is_sqlite else None
+        try:
+            inserted = conn.execute(text(_insert_sql(app, scratch, only_new=released)), params).rowcount
+            if savepoint is not None:
+                savepoint.commit()
+        except IntegrityError:
+            # The failed statement left nothing behind (SQLite undoes the statement; PostgreSQL the savepoint).
+            if savepoint is not None:
+                savepoint.rollback()
+            result = _analyse_collision(app, conn, row, scratch, actor)
+            if transaction is not None:
+                transaction.commit()
+            return result
+        faults.point("load.inserted")
+        skipped = total - inserted
+        why = f"loaded {inserted} records" + (f", skipped {skipped} already loaded" if skipped else "")
+        catalog_files.transition(
+            conn, file_id, "loaded", allowed_from=("queued",), actor=actor, action="loaded", why=why,
+            records_loaded=inserted, records_skipped=skipped, error=None, reason=None,
+        )
+        faults.point("load.before-commit")
+        if transaction is not None:
+            transaction.commit()
+        return LoadResult(file_id, "loaded", inserted, skipped)
+    except BaseException:
+        if transaction is not None and transaction.is_active:
+            transaction.rollback()
+        raise
+
+
+def _lock_queued(app: App, conn: Connection, file_id: int) -> None:
+    """Hold the file's row for this transaction and make sure it is still queued (another loader may
+    have taken it since we looked)."""
+    lock = "" if app.catalog.is_sqlite else " FOR UPDATE"
+    status = conn.execute(text(f"SELECT status FROM files WHERE id = :id{lock}"), {"id": file_id}).scalar_one()
+    if status != "queued":
+        raise InvalidState(f"file {file_id} is {status}, not queued")
+
+
+def _analyse_collision(app: App, conn: Connection, row: dict, scratch: str, actor: str) -> LoadResult:
+    file_id = row["id"]
+    repeated = conn.execute(text(
+        f"SELECT record_key, MIN(position), MAX(position) FROM {scratch} GROUP BY record_key HAVING COUNT(*) > 1 "
+        "ORDER BY MIN(position) LIMIT 1"
+    )).first()
+    if repeated is not None:
+        key, first, second = repeated
+        message = (f"file #{file_id} ({row['name']}): record key {key} appears twice in the file "
+                   f"(records {first} and {second}); nothing was loaded")
+        catalog_files.transition(conn, file_id, "failed", allowed_from=("queued",), actor=actor, action="failed",
+                                 why=message, reason="parse-error", error=message)
+        return LoadResult(file_id, "failed", message=message)
+
+    overlaps = conn.execute(text(
+        f"SELECT r.file_id, COUNT(*) FROM {scratch} s JOIN records r "
+        "ON r.carrier = :carrier AND r.record_key = s.record_key GROUP BY r.file_id ORDER BY r.file_id"
+    ), {"carrier": row["carrier"]}).all()
+    overlapping = sum(count for _, count in overlaps)
+    total = conn.execute(text(f"SELECT COUNT(*) FROM {scratch}")).scalar_one()
+    earlier = ", ".join(f"#{other} ({count})" for other, count in overlaps)
+    message = f"{overlapping} of {total} records were already loaded, from {earlier}"
+    catalog_files.transition(conn, file_id, "held", allowed_from=("queued",), actor=actor, action="held",
+                             why=message, reason="overlap", error=message)
+    catalog_files.add_links(conn, file_id, [catalog_files.Link(other, "overlap", count) for other, count in overlaps])
+    return LoadResult(file_id, "held", message=message)
+
+
+def _fail(app: App, file_id: int, reason: str, message: str, actor: str) -> LoadResult:
+    with app.catalog.write() as conn:
+        catalog_files.transition(conn, file_id, "failed", allowed_from=("queued",), actor=actor, action="failed",
+                                 why=message, reason=reason, error=message)
+    log.warning("load failed: %s", message)
+    return LoadResult(file_id, "failed", message=message)
+
+
+__all__ = ["LoadResult", "load_file", "load_queued"]
