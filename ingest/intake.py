@@ -30,8 +30,10 @@ from . import faults
 from .app import App
 from .catalog import files as catalog_files
 from .config import Classification
+from .errors import InvalidState
 from .staging import Member, StagedBlob, safe_name
 
+UPLOAD = "upload"  # the source name of manual uploads
 EXTENSION_FORMATS = {".csv": "csv", ".txt": "txt", ".tsv": "txt", ".tab": "txt", ".pipe": "pipe",
                      ".psv": "pipe", ".json": "json"}
 
@@ -118,6 +120,15 @@ def record(
 
 def _record_member(app: App, conn: Connection, blob: StagedBlob, member: Member, origin: Origin, name: str,
                    actor: str) -> Received:
+    values, links, why = _decide(app, conn, blob, member, origin, name)
+    file_id = catalog_files.add_file(conn, values, actor=actor, why=why)
+    catalog_files.add_links(conn, file_id, links)
+    return Received(file_id, values["name"], values["status"], values["reason"])
+
+
+def _decide(app: App, conn: Connection, blob: StagedBlob, member: Member, origin: Origin,
+            name: str) -> tuple[dict, list[catalog_files.Link], str]:
+    """The catalog values (status included) for one member, the files it may repeat, and why."""
     member_name = safe_name(member.name) if member.name is not None else name
     container = name if member.name is not None else None
     found = classify(app, member_name, container, origin)
@@ -126,8 +137,7 @@ def _record_member(app: App, conn: Connection, blob: StagedBlob, member: Member,
     if found.carrier is None or found.file_type is None:
         why = _unrecognised_why(member_name, origin)
         values.update(status="ignored", reason="unrecognised", error=why)
-        file_id = catalog_files.add_file(conn, values, actor=actor, why=why)
-        return Received(file_id, member_name, "ignored", "unrecognised")
+        return values, [], why
 
     links = [catalog_files.Link(i, "duplicate-content") for i in catalog_files.earlier_by_content(conn, member.fingerprint)]
     if app.config.carrier(found.carrier).same_name_rule:
@@ -136,15 +146,56 @@ def _record_member(app: App, conn: Connection, blob: StagedBlob, member: Member,
     if links:
         reason = links[0].kind
         earlier = ", ".join(f"#{i}" for i in sorted({link.earlier_id for link in links}))
-        why = f"potential duplicate ({reason}) of {earlier}"
         values.update(status="held", reason=reason, error=None)
-        file_id = catalog_files.add_file(conn, values, actor=actor, why=why)
-        catalog_files.add_links(conn, file_id, links)
-        return Received(file_id, member_name, "held", reason)
+        return values, links, f"potential duplicate ({reason}) of {earlier}"
 
     values.update(status="queued", reason=None, error=None)
-    file_id = catalog_files.add_file(conn, values, actor=actor, why=f"received from {origin.source}")
-    return Received(file_id, member_name, "queued", None)
+    return values, [], f"received from {origin.source}"
+
+
+def reconsider(app: App, file_id: int, *, actor: str) -> list[Received]:
+    """Take an ``ignored`` or unreadable (``failed``/``unreadable``) file through the door again, in place:
+    re-examine its staged bytes under the current limits and classify it by the current rules. The file
+    keeps its id; zip members that only now can be read become new files beside it."""
+    with app.catalog.read() as conn:
+        row = catalog_files.get_file(conn, file_id)
+    unreadable = row["status"] == "failed" and row["reason"] == "unreadable"
+    if row["status"] != "ignored" and not unreadable:
+        raise InvalidState(f"file {file_id} is {row['status']}; only ignored or unreadable files are re-examined")
+    blob = app.staging.examine(row["blob"])
+    origin = origin_again(app, row)
+    name = safe_name(origin.name)
+    members = blob.members if unreadable else [m for m in blob.members if m.name == row["member"]]
+    with app.catalog.write() as conn:
+        app.catalog.serialize(conn, "intake")
+        if blob.error is not None or not members:
+            error = f"{name}: {blob.error or 'the member can no longer be read'}"
+            catalog_files.transition(conn, file_id, row["status"], allowed_from=(row["status"],), actor=actor,
+                                     action="retried", why=f"still unreadable: {error}", error=error)
+            return [Received(file_id, row["name"], row["status"], row["reason"])]
+        values, links, why = _decide(app, conn, blob, members[0], origin, name)
+        status = values.pop("status")
+        catalog_files.transition(conn, file_id, status, allowed_from=(row["status"],), actor=actor,
+                                 action="retried", why=why, **values)
+        catalog_files.add_links(conn, file_id, links)
+        results = [Received(file_id, values["name"], status, values["reason"])]
+        results += [_record_member(app, conn, blob, member, origin, name, actor) for member in members[1:]]
+    return results
+
+
+def origin_again(app: App, row: dict) -> Origin:
+    """The file's origin as first offered: an upload's carrier and type as the admin gave them, a
+    configured source's carrier/type/cadence/format from its configuration."""
+    given: dict = {}
+    if row["source"] == UPLOAD:
+        given = {"carrier": row["carrier"], "file_type": row["type"], "cadence": row["cadence"]}
+    else:
+        spec = next((s for s in app.config.sources if s.name == row["source"]), None)
+        if spec is not None:
+            given = {"carrier": spec.options.get("carrier"), "file_type": spec.options.get("type"),
+                     "cadence": spec.options.get("cadence"), "file_format": spec.options.get("format")}
+    return Origin(source=row["source"], name=row["container"] or row["name"], location=row["origin"],
+                  delivery=row["delivery"], **given)
 
 
 def classify(app: App, name: str, container: str | None, origin: Origin) -> Classification:

@@ -169,10 +169,10 @@ def _load_postgres(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor
 
 def _insert_sql(app: App, scratch: str, only_new: bool) -> str:
     targets = ["file_id", "carrier", *CANONICAL_NAMES]
-    values = [":file_id", ":carrier", *(_cast(app, name, kind) for name, kind in CANONICAL)]
+    values = [":file_id", "CAST(:carrier AS VARCHAR)", *(_cast(app, name, kind) for name, kind in CANONICAL)]
     sql = f"INSERT INTO records ({', '.join(targets)}) SELECT {', '.join(values)} FROM {scratch} s"
     if only_new:
-        sql += (" WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.carrier = :carrier"
+        sql += (" WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.carrier = CAST(:carrier AS VARCHAR)"
                 " AND r.record_key = s.record_key)")
     return sql
 

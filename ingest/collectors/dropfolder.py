@@ -7,14 +7,18 @@ A file is taken when it is at least ``min_age_seconds`` old (by mtime) and eithe
 Names starting with a dot and ``.part``/``.tmp``/``.partial``/``.filepart`` names are never taken (writers
 that write under such a name and rename when done are taken the moment they rename).
 
-A taken file goes through the intake door and is then moved to ``done/`` beside it; nothing is deleted.
-If the file changes while it is being read, the intake is rolled back and the file is tried again later.
+A taken file goes through the intake door and is then moved to ``done/`` beside it; nothing is deleted or
+overwritten (a name already in ``done/`` gets a suffix). If the file changes while it is being read, the
+intake is rolled back and the file is tried again later; a file that changed after its intake committed is
+left in place and offered again as a new delivery. A crash between the commit and the move is harmless: the
+same delivery (path, inode, mtime, size) offered again returns the rows already recorded.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -75,33 +79,42 @@ class DropFolder(Collector):
 
     def start_watching(self, wake: threading.Event | None = None) -> None:
         """Start a watchdog observer that notes finished files and sets ``wake`` (default: self.wake)."""
-        from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
+        from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileSystemEventHandler
 
         if wake is not None:
             self.wake = wake
+        if self._observer is not None:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         folder = os.path.realpath(self.path)
         collector = self
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event):
+                if event.is_directory:
+                    return
                 if isinstance(event, FileMovedEvent):
-                    target = os.fsdecode(event.dest_path)
-                elif isinstance(event, FileClosedEvent):
+                    target = os.fsdecode(event.dest_path)  # "" when moved out to an unwatched folder
+                elif isinstance(event, FileClosedEvent):  # closed after writing (not FileClosedNoWriteEvent)
                     target = os.fsdecode(event.src_path)
                 else:
-                    if not event.is_directory:
-                        collector.wake.set()
+                    if isinstance(event, FileCreatedEvent):
+                        collector.wake.set()  # a new file: let the next pass start its settle clock
                     return
-                if os.path.dirname(os.path.realpath(target)) == folder:
+                if target and os.path.dirname(os.path.realpath(target)) == folder:
                     collector._note_finished(os.path.basename(target))
 
-        self._observer = Observer()
-        self._observer.schedule(Handler(), str(self.path), recursive=False)
-        self._observer.start()
+        self._observer = _observer()
+        try:
+            self._observer.schedule(Handler(), str(self.path), recursive=False)
+            self._observer.start()
+        except BaseException:
+            self._observer = None
+            raise
 
     def _note_finished(self, name: str) -> None:
+        if _skipped(name):
+            return
         try:
             mtime_ns = os.stat(self.path / name).st_mtime_ns
         except OSError:
@@ -130,7 +143,7 @@ class DropFolder(Collector):
                 continue
             present.add(entry.name)
             try:
-                stat = entry.stat(follow_symlinks=False)
+                stat = os.stat(entry.path, follow_symlinks=False)  # full stat (inode) on every platform
                 if not self._ready(entry.name, stat, now):
                     continue
                 result.received.extend(self._take(Path(entry.path), stat))
@@ -142,10 +155,14 @@ class DropFolder(Collector):
                     result.errors.append(f"{entry.name}: {exc}")
             except OSError as exc:
                 result.errors.append(f"{entry.name}: {exc.strerror or exc}")
+            except Exception as exc:  # a pass never raises for one file
+                log.exception("drop folder %s: %s", self.name, entry.name)
+                result.errors.append(f"{entry.name}: {type(exc).__name__}: {exc}")
         with self._lock:
             for table in (self._finished, self._seen):
                 for name in list(table):
-                    if name not in present:
+                    # A file may have arrived (and been noted finished) since the scan: keep what still exists.
+                    if name not in present and not os.path.lexists(self.path / name):
                         del table[name]
         return result
 
@@ -182,23 +199,48 @@ class DropFolder(Collector):
 
             def unchanged(_conn, _results) -> None:
                 # Still the same bytes we were offered? If not, roll back and take it next time.
-                now = os.fstat(fh.fileno())
-                if (now.st_size, now.st_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+                if _identity(os.fstat(fh.fileno())) != _identity(stat):
                     raise IntakeError(f"{path.name} changed while it was being read; it will be taken later")
 
             received = receive(self.app, fh, origin, actor=f"dropfolder:{self.name}", in_transaction=unchanged)
-        self._move_done(path, received[0].id if received else None)
+        self._move_done(path, stat, received[0].id if received else None)
+        key = (stat.st_size, stat.st_mtime_ns)
         with self._lock:
-            self._seen.pop(path.name, None)
-            self._finished.pop(path.name, None)
+            # Forget only what we took: a same-named file may have arrived since.
+            if self._seen.get(path.name, (None, None))[:2] == key:
+                del self._seen[path.name]
+            if self._finished.get(path.name) == stat.st_mtime_ns:
+                del self._finished[path.name]
         return received
 
-    def _move_done(self, path: Path, file_id: int | None) -> None:
+    def _move_done(self, path: Path, stat: os.stat_result, file_id: int | None) -> None:
+        # Move only the file we read: if it was appended to after the commit, or replaced by a new file
+        # of the same name, leave it; the next pass offers it as a new delivery.
+        if _identity(os.stat(path, follow_symlinks=False)) != _identity(stat):
+            raise IntakeError(f"{path.name} changed after it was recorded; left in place to be taken again")
         self.done.mkdir(exist_ok=True)
         target = self.done / path.name
-        if target.exists():
-            target = self.done / f"{path.name}.{file_id or int(time.time())}"
+        suffix = str(file_id) if file_id is not None else str(int(time.time()))
+        attempt = 0
+        while os.path.lexists(target):  # never overwrite an earlier file in done/
+            attempt += 1
+            target = self.done / (f"{path.name}.{suffix}" if attempt == 1 else f"{path.name}.{suffix}-{attempt}")
         os.replace(path, target)
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _observer():
+    if sys.platform.startswith("linux"):
+        # Full events: a file renamed in from an unwatched folder is a move (finished), not a creation.
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver(generate_full_events=True)
+    from watchdog.observers import Observer
+
+    return Observer()
 
 
 def _skipped(name: str) -> bool:

@@ -1,0 +1,114 @@
+"""What an admin does, as a library: upload, inspect, release, discard, retry. The CLI is a thin layer
+over these; each change is one catalog transaction, audited with the acting user and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from . import intake
+from .app import App
+from .catalog import files as catalog_files
+from .catalog.schema import records
+from .config import CADENCES, FILE_TYPES, FORMATS
+from .errors import IntakeError, InvalidState, NotFound
+from .load import LoadResult, load_file
+
+RELEASABLE = ("held",)
+DISCARDABLE = ("held", "failed", "queued", "ignored")
+
+
+def upload(app: App, path: Path, *, carrier: str, file_type: str, cadence: str | None = None,
+           period: str | None = None, file_format: str | None = None, actor: str | None = None) -> list[intake.Received]:
+    """A manual upload: the admin names the carrier and the file type, as the platform requires."""
+    app.config.carrier(carrier)
+    for value, allowed, what in ((file_type, FILE_TYPES, "type"), (cadence, CADENCES, "cadence"),
+                                 (file_format, FORMATS, "format")):
+        if value is not None and value not in allowed:
+            raise InvalidState(f"unknown {what} {value!r} (one of {', '.join(allowed)})")
+    try:
+        stream = open(path, "rb")
+    except OSError as exc:
+        raise IntakeError(f"cannot read {path}: {exc.strerror}") from None
+    with stream:
+        origin = intake.Origin(source=intake.UPLOAD, name=Path(path).name, location=str(Path(path).resolve()),
+                               carrier=carrier, file_type=file_type, cadence=cadence, billing_period=period,
+                               file_format=file_format)
+        return intake.receive(app, stream, origin, actor=actor)
+
+
+def release(app: App, file_id: int, *, reason: str | None = None, actor: str | None = None) -> dict[str, Any]:
+    """A held file is genuinely new: queue it. When it loads, records already loaded are skipped."""
+    with app.catalog.write() as conn:
+        held = catalog_files.get_file(conn, file_id)
+        why = reason or f"released by {actor or app.actor} (was held: {held['reason']})"
+        catalog_files.transition(conn, file_id, "queued", allowed_from=RELEASABLE, actor=actor or app.actor,
+                                 action="released", why=why, released=True, reason=None, error=None)
+        return catalog_files.get_file(conn, file_id)
+
+
+def discard(app: App, file_id: int, *, reason: str | None = None, actor: str | None = None) -> dict[str, Any]:
+    """Not needed: the file is set aside for good (its bytes stay staged) and stops counting as an
+    earlier copy for duplicate checks."""
+    with app.catalog.write() as conn:
+        catalog_files.transition(conn, file_id, "discarded", allowed_from=DISCARDABLE, actor=actor or app.actor,
+                                 action="discarded", why=reason or "discarded by an admin")
+        return catalog_files.get_file(conn, file_id)
+
+
+def retry(app: App, file_id: int, *, reason: str | None = None, actor: str | None = None) -> list[intake.Received]:
+    """Process a failed or ignored file again after a fix: a load failure is queued again; an unreadable
+    or unrecognised file is re-examined and re-classified (under the current limits and rules)."""
+    actor = actor or app.actor
+    with app.catalog.read() as conn:
+        row = catalog_files.get_file(conn, file_id)
+    if row["status"] == "ignored" or (row["status"] == "failed" and row["reason"] == "unreadable"):
+        return intake.reconsider(app, file_id, actor=actor)
+    # The fix may be in the carrier's rules (a format they did not state): a format they state now wins.
+    file_format = row["format"]
+    for name in (row["name"], row["container"]):
+        found = app.config.classify(name, row["carrier"]) if name and row["carrier"] else None
+        if found is not None and found.file_format:
+            file_format = found.file_format
+            break
+    with app.catalog.write() as conn:
+        catalog_files.transition(conn, file_id, "queued", allowed_from=("failed",), actor=actor, action="retried",
+                                 why=reason or f"retry after: {row['error']}", reason=None, error=None,
+                                 format=file_format)
+    return [intake.Received(file_id, row["name"], "queued", None)]
+
+
+def load_now(app: App, received: list[intake.Received], actor: str | None = None) -> dict[int, LoadResult]:
+    """Load those of ``received`` that are queued; returns the outcome by file id."""
+    return {r.id: load_file(app, r.id, actor=actor) for r in received if r.status == "queued"}
+
+
+def show(app: App, file_id: int) -> dict[str, Any]:
+    """One file, with the files it may repeat (the Potential Duplicates tab) and its history."""
+    with app.catalog.read() as conn:
+        row = catalog_files.get_file(conn, file_id)
+        row["potential_duplicates"] = catalog_files.links_of(conn, file_id)
+        row["history"] = catalog_files.events_of(conn, file_id)
+    return row
+
+
+def list_records(app: App, *, file_id: int | None = None, carrier: str | None = None,
+                 record_type: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    query = select(records).order_by(records.c.id)
+    if file_id is not None:
+        query = query.where(records.c.file_id == file_id)
+    if carrier is not None:
+        query = query.where(records.c.carrier == carrier)
+    if record_type is not None:
+        query = query.where(records.c.record_type == record_type)
+    if limit:
+        query = query.limit(limit)
+    with app.catalog.read() as conn:
+        if file_id is not None:
+            catalog_files.get_file(conn, file_id)  # unknown id -> NotFound
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+__all__ = ["NotFound", "discard", "list_records", "load_now", "release", "retry", "show", "upload"]

@@ -1,0 +1,390 @@
+"""The ``cdr`` command: a thin layer over :mod:`ingest.admin`, :mod:`ingest.load` and the collectors.
+
+Each command is a few lines calling the library. Listings print a table (``--json`` for machines).
+Bad input exits non-zero with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import date, datetime
+from decimal import Decimal
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import click
+
+from . import admin
+from .app import App, default_actor
+from .catalog import files as catalog_files
+from .config import CADENCES, FILE_TYPES, FORMATS
+from .errors import CdrError
+from .intake import Received
+from .load import load_queued
+
+FILE_FIELDS = ("id", "name", "carrier", "type", "cadence", "source", "size", "fingerprint", "status", "reason",
+               "billing_period", "received_at", "records", "records_skipped", "format", "container", "member",
+               "origin", "compression", "released", "error")
+FILE_TABLE = ("id", "name", "carrier", "type", "cadence", "status", "reason", "billing_period", "records",
+              "received_at")
+RECORD_TABLE = ("id", "file_id", "carrier", "record_type", "feed_id", "utc_time", "a_party", "b_party",
+                "seconds", "charge", "charge_excl", "call_type")
+
+
+def file_json(row: dict[str, Any]) -> dict[str, Any]:
+    """The public shape of a file: the documented fields first, then the rest (no internal paths)."""
+    out = {
+        "id": row["id"],
+        "name": row["name"],
+        "carrier": row["carrier"],
+        "type": row["type"],
+        "cadence": row["cadence"],
+        "source": row["source"],
+        "size": row["size"],
+        "fingerprint": row["fingerprint"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "billing_period": row["billing_period"],
+        "received_at": row["received_at"],
+        "records": row["records_loaded"],
+        "records_skipped": row["records_skipped"],
+        "error": row["error"],
+        "format": row["format"],
+        "container": row["container"],
+        "member": row["member"],
+        "origin": row["origin"],
+        "compression": row["compression"],
+        "released": row["released"],
+        "updated_at": row["updated_at"],
+    }
+    for extra in ("potential_duplicates", "history"):
+        if extra in row:
+            out[extra] = row[extra]
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)  # exact: a JSON number would become a float in most readers
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(_jsonable(value), indent=2))
+
+
+def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for r in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    text = str(_jsonable(value))
+    return text if len(text) <= 48 else text[:47] + "…"
+
+
+def handled(func: Callable) -> Callable:
+    """Turn the project's errors into one line on stderr and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except CdrError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+class Context:
+    def __init__(self, config_path: str | None, actor: str):
+        self.config_path = config_path
+        self.actor = actor
+        self._app: App | None = None
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            self._app = App.from_config(self.config_path, actor=self.actor)
+        return self._app
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", envvar="CDR_CONFIG", type=click.Path(dir_okay=False),
+              help="Configuration file (default: $CDR_CONFIG, else config/cdr.toml).")
+@click.option("--by", "actor", default=default_actor, show_default="your user name",
+              help="Who is acting, for the audit trail.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.version_option(package_name="cdr-ingest")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, actor: str, verbose: bool) -> None:
+    """cdr-ingest: carrier billing files in, each record loaded exactly once.
+
+    \b
+    Example:
+      cdr upload samples/hero/hero_cdr_20261001.csv --carrier hero --type cdr
+      cdr files --status held
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config_path, actor)
+    ctx.call_on_close(lambda: ctx.obj._app.close() if ctx.obj._app else None)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--carrier", required=True, help="The carrier the files come from (as configured).")
+@click.option("--type", "file_type", required=True, type=click.Choice(FILE_TYPES), help="cdr (calls) or sdr (fees).")
+@click.option("--cadence", type=click.Choice(CADENCES), help="daily, monthly, ... (else from the carrier's rules).")
+@click.option("--period", help="Billing period YYYY-MM (else from the file name, if its rule has one).")
+@click.option("--format", "file_format", type=click.Choice(FORMATS), help="csv, txt, pipe or json (else from the name).")
+@click.option("--no-load", is_flag=True, help="Only stage and catalog; leave loading to `cdr load` or the daemon.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def upload(c: Context, paths, carrier, file_type, cadence, period, file_format, no_load, as_json):
+    """Upload files by hand: stage, fingerprint, hold potential duplicates, load the rest.
+
+    \b
+    Example:
+      cdr upload hero_cdr_20261001.csv --carrier hero --type cdr --cadence daily
+    """
+    app = c.app
+    received = []
+    for path in paths:
+        batch = admin.upload(app, path, carrier=carrier, file_type=file_type, cadence=cadence, period=period,
+                             file_format=file_format)
+        if not no_load:
+            admin.load_now(app, batch)
+        received += batch
+    _report_files(app, received, as_json)
+
+
+def _report_files(app: App, received, as_json: bool) -> None:
+    """Print each file's id and current status; exit 1 if any failed."""
+    with app.catalog.read() as conn:
+        rows = [file_json(catalog_files.get_file(conn, r.id)) for r in received]
+    if as_json:
+        emit_json(rows)
+    else:
+        for row in rows:
+            line = f"#{row['id']} {row['name']}: {row['status']}"
+            if row["reason"]:
+                line += f" ({row['reason']})"
+            if row["status"] == "loaded":
+                line += f", {row['records']} records" + (
+                    f", {row['records_skipped']} skipped as already loaded" if row["records_skipped"] else "")
+            if row["error"] and row["status"] in ("failed", "held", "ignored"):
+                line += f": {row['error']}"
+            click.echo(line)
+    if any(row["status"] == "failed" for row in rows):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--carrier")
+@click.option("--type", "file_type", type=click.Choice(FILE_TYPES))
+@click.option("--cadence", type=click.Choice(CADENCES))
+@click.option("--status", type=click.Choice(catalog_files.STATUSES))
+@click.option("--period", help="Billing period, YYYY-MM.")
+@click.option("--limit", type=int, help="At most this many files.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def files(c: Context, carrier, file_type, cadence, status, period, limit, as_json):
+    """List received files (the "View CDRs" list), oldest first.
+
+    \b
+    Example:
+      cdr files --carrier hero --status held --period 2026-10
+    """
+    with c.app.catalog.read() as conn:
+        rows = catalog_files.list_files(conn, carrier=carrier, file_type=file_type, cadence=cadence, status=status,
+                                        period=period, limit=limit)
+    shaped = [file_json(r) for r in rows]
+    emit_json(shaped) if as_json else emit_table(shaped, FILE_TABLE)
+
+
+@cli.command()
+@click.argument("file_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def show(c: Context, file_id: int, as_json: bool):
+    """Show one file: its fields, the files it may repeat, its records, error and history.
+
+    \b
+    Example:
+      cdr show 42
+    """
+    row = file_json(admin.show(c.app, file_id))
+    if as_json:
+        emit_json(row)
+        return
+    for key in FILE_FIELDS:
+        if row.get(key) is not None:
+            click.echo(f"{key:>16}: {_cell(row[key]) if key != 'error' else row[key]}")
+    click.echo("\nPotential duplicates:")
+    emit_table(row["potential_duplicates"], ("kind", "id", "name", "status", "records", "received_at"))
+    click.echo("\nHistory:")
+    emit_table(row["history"], ("at", "actor", "action", "from_status", "to_status", "reason"))
+
+
+def _decision(command_name: str, action: Callable, help_text: str):
+    @cli.command(name=command_name, help=help_text)
+    @click.argument("file_id", type=int)
+    @click.option("--reason", help="Why (kept in the audit trail).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @pass_ctx
+    @handled
+    def command(c: Context, file_id: int, reason: str | None, as_json: bool):
+        row = action(c.app, file_id, reason=reason)
+        received = [Received(row["id"], row["name"], row["status"], row["reason"])]
+        if row["status"] == "queued":
+            admin.load_now(c.app, received)
+        _report_files(c.app, received, as_json)
+
+    return command
+
+
+_decision("release", admin.release, """Release a held file: it is queued and loaded now; records already
+loaded from other files are skipped (and counted).
+
+\b
+Example:
+  cdr release 42 --reason "carrier confirmed: re-issued file"
+""")
+_decision("discard", admin.discard, """Discard a held, failed, queued or ignored file (its bytes stay staged).
+
+\b
+Example:
+  cdr discard 42 --reason "resent last month's file by mistake"
+""")
+
+
+@cli.command()
+@click.argument("file_id", type=int)
+@click.option("--no-load", is_flag=True, help="Only queue it again.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def retry(c: Context, file_id: int, no_load: bool, as_json: bool):
+    """Process a failed or ignored file again (after fixing the file's problem or the configuration).
+
+    \b
+    Example:
+      cdr retry 42
+    """
+    received = admin.retry(c.app, file_id)
+    if not no_load:
+        admin.load_now(c.app, received)
+    _report_files(c.app, received, as_json)
+
+
+@cli.command()
+@click.option("--file", "file_id", type=int, help="Only the records of this file.")
+@click.option("--carrier")
+@click.option("--type", "record_type", type=click.Choice(FILE_TYPES), help="cdr or sdr records.")
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def records(c: Context, file_id, carrier, record_type, limit, as_json):
+    """List loaded records.
+
+    \b
+    Example:
+      cdr records --file 42 --limit 20
+    """
+    rows = admin.list_records(c.app, file_id=file_id, carrier=carrier, record_type=record_type, limit=limit)
+    emit_json(rows) if as_json else emit_table(rows, RECORD_TABLE)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def load(c: Context, as_json: bool):
+    """Load every queued file now.
+
+    \b
+    Example:
+      cdr load
+    """
+    results = load_queued(c.app)
+    rows = [{"id": r.file_id, "status": r.status, "records": r.loaded, "skipped": r.skipped, "message": r.message}
+            for r in results]
+    emit_json(rows) if as_json else emit_table(rows, ("id", "status", "records", "skipped", "message"))
+
+
+@cli.command()
+@click.option("--source", "sources", multiple=True, help="Only this drop-folder source (repeatable).")
+@click.option("--no-load", is_flag=True, help="Only take files in; do not load them.")
+@click.option("--once", is_flag=True, help="One pass over the folders, then exit.")
+@pass_ctx
+@handled
+def watch(c: Context, sources: Iterable[str], no_load: bool, once: bool):
+    """Watch the drop folders: take each file once fully written, move it to done/, load it.
+
+    \b
+    Example:
+      cdr watch --source hero-daily-drop
+    """
+    from .watch import watch as run_watch, watch_once
+
+    app = c.app
+    names = list(sources) or None
+    for name in names or []:
+        app.config.source(name)
+    if once:
+        for result in watch_once(app, sources=names, load=not no_load):
+            for r in result.received:
+                click.echo(f"{result.source}: #{r.id} {r.name}: {r.status}")
+            for error in result.errors:
+                click.echo(f"{result.source}: error: {error}", err=True)
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def report(results):
+        for result in results:
+            for r in result.received:
+                click.echo(f"{result.source}: #{r.id} {r.name}: {r.status}")
+
+    run_watch(app, stop=stop, sources=names, load=not no_load, on_pass=report)
+
+
+def main() -> None:
+    cli(prog_name="cdr")
+
+
+if __name__ == "__main__":
+    main()

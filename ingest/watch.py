@@ -1,0 +1,116 @@
+"""The drop-folder daemon loop.
+
+:func:`watch` runs every configured source of kind ``dropfolder`` (or only the named ones) until ``stop`` is
+set. Its contract:
+
+- each collector's watchdog observer is started with one shared wake event; a source whose observer cannot
+  start is logged and still collected by rescan (its settle fallback);
+- each pass runs ``collect()`` on every collector, then (if ``load``) ``load_queued``, then ``on_pass``
+  with the pass's results (one :class:`PassResult` per source, in configuration order);
+- between passes it waits on the wake event (a file finished or arrived), for at most ``SHORT_WAIT``
+  seconds while some file is present but not yet ready, else the smallest ``rescan_seconds``; ``stop`` is
+  checked at least every ``STOP_POLL`` seconds, so setting it ends the loop promptly;
+- an error of one collector or of the loader (a busy database included) is logged and reported in the
+  results; it never stops the loop. Errors from ``on_pass`` itself do propagate;
+- observers are always stopped and joined when it returns, however it returns.
+
+Unknown source names, or names of sources of another kind, are refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from .collectors import PassResult, collector_for
+from .collectors.dropfolder import DropFolder
+from .errors import ConfigError, NotFound
+from .load import load_queued
+
+log = logging.getLogger(__name__)
+
+SHORT_WAIT = 0.5  # seconds between passes while a file is waiting to be complete or old enough
+STOP_POLL = 0.25  # seconds: how often a long wait looks at ``stop``
+
+
+def watch(
+    app,
+    *,
+    stop: threading.Event,
+    sources: list[str] | None = None,
+    load: bool = True,
+    actor: str | None = None,
+    on_pass: Callable[[list[PassResult]], None] | None = None,
+) -> None:
+    """Collect (and load) from drop folders until ``stop`` is set; see the module docstring."""
+    specs = _specs(app, sources)
+    wake = threading.Event()
+    collectors: list[DropFolder] = []
+    reported: dict[str, set[str]] = {}
+    try:
+        for spec in specs:
+            collector = collector_for(app, spec)
+            collectors.append(collector)
+            try:
+                collector.start_watching(wake)
+            except Exception:
+                log.exception("drop folder %s: cannot watch %s; relying on rescans", spec.name, collector.path)
+        while not stop.is_set():
+            wake.clear()  # events from here on wake the next wait
+            results = [_collect(collector) for collector in collectors]
+            for result in results:
+                _log_new_errors(result, reported)
+            if load:
+                try:
+                    load_queued(app, actor=actor)
+                except Exception:
+                    log.exception("loading queued files failed; trying again next pass")
+            if on_pass is not None:
+                on_pass(results)
+            waiting = any(collector.pending() for collector in collectors)
+            _wait(stop, wake, SHORT_WAIT if waiting else min(c.rescan for c in collectors))
+    finally:
+        for collector in collectors:
+            try:
+                collector.close()
+            except Exception:
+                log.exception("drop folder %s: closing its watcher failed", collector.name)
+
+
+def _specs(app, names: list[str] | None):
+    if names is None:
+        specs = [spec for spec in app.config.sources if spec.kind == DropFolder.kind]
+        if not specs:
+            raise NotFound("no drop-folder sources are configured")
+        return specs
+    specs = [app.config.source(name) for name in names]  # NotFound for an unknown name
+    for spec in specs:
+        if spec.kind != DropFolder.kind:
+            raise ConfigError(f"sources.{spec.name}", f"is of kind {spec.kind!r}; watch runs drop folders only")
+    return specs
+
+
+def _collect(collector: DropFolder) -> PassResult:
+    try:
+        return collector.collect()
+    except Exception as exc:  # collect() should not raise; if it does, the loop still goes on
+        log.exception("drop folder %s: pass failed", collector.name)
+        return PassResult(collector.name, errors=[f"{type(exc).__name__}: {exc}"])
+
+
+def _log_new_errors(result: PassResult, reported: dict[str, set[str]]) -> None:
+    """Log each error once while it persists (a file that cannot be read is retried every pass)."""
+    current = set(result.errors)
+    for error in sorted(current - reported.get(result.source, set())):
+        log.warning("drop folder %s: %s", result.source, error)
+    reported[result.source] = current
+
+
+def _wait(stop: threading.Event, wake: threading.Event, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or wake.wait(min(remaining, STOP_POLL)):
+            return

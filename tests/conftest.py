@@ -1,0 +1,93 @@
+"""Shared fixtures. Every test that takes ``app`` (or ``database_url``) runs on SQLite and on PostgreSQL.
+
+PostgreSQL: ``CDR_TEST_POSTGRES_URL`` (default the server on this machine). Each test gets its own schema,
+dropped afterwards. Where the server cannot be reached the PostgreSQL cases skip with a loud reason, except
+under ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ingest.app import App
+from ingest.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("CDR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_unreachable() -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=5):
+            return None
+    except Exception as exc:  # any failure to connect is reported as the skip reason
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+@pytest.fixture(scope="session")
+def postgres_available():
+    reason = _postgres_unreachable()
+    if reason is not None:
+        message = f"PostgreSQL at {POSTGRES_URL} is unreachable ({reason}): the PostgreSQL half of the suite did NOT run"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return True
+
+
+def _with_schema(url: str, schema: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/cdr.sqlite"
+        return
+    request.getfixturevalue("postgres_available")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin_url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield _with_schema(POSTGRES_URL, schema)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def make_config(tmp_path, database_url):
+    """Write a configuration for this test (the shipped carriers plus ``extra`` TOML) and return its path."""
+
+    def make(extra: str = "", carriers: bool = True) -> Path:
+        path = tmp_path / "cdr.toml"
+        include = f'include = ["{REPO}/config/carriers/*.toml"]\n' if carriers else ""
+        path.write_text(
+            include
+            + f'[database]\nurl = "{database_url}"\n[staging]\ndir = "{tmp_path}/staging"\n'
+            + extra
+        )
+        return path
+
+    return make
+
+
+@pytest.fixture
+def app(make_config):
+    application = App(load_config(make_config(), env={}), actor="tester")
+    yield application
+    application.close()
+
+
+def app_with(make_config, extra: str) -> App:
+    return App(load_config(make_config(extra), env={}), actor="tester")

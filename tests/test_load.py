@@ -1,0 +1,204 @@
+"""Loading: typed records in the database, all or nothing, each record once, overlap holds, retry."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from ingest import admin
+from ingest.catalog import files as catalog_files
+from ingest.catalog.schema import records
+from ingest.intake import Origin, receive
+from ingest.load import load_file, load_queued
+from tests.conftest import app_with
+from tests.records import record, render
+
+
+def upload(app, data: bytes, name: str, **given):
+    [got] = receive(app, io.BytesIO(data), Origin("upload", name, **given))
+    return got
+
+
+def row(app, file_id):
+    with app.catalog.read() as conn:
+        return catalog_files.get_file(conn, file_id)
+
+
+def record_count(app) -> int:
+    with app.catalog.read() as conn:
+        return conn.execute(select(func.count()).select_from(records)).scalar_one()
+
+
+NAMES = {"hero": "hero_cdr_20261001.{ext}", "techconnections": "TC_CDR_20261001.{ext}"}
+EXT = {"csv": "csv", "txt": "txt", "pipe": "pipe", "json": "json"}
+
+
+@pytest.mark.parametrize("carrier", ["hero", "techconnections"])
+@pytest.mark.parametrize("fmt", ["csv", "txt", "pipe", "json"])
+def test_upload_loads_typed_values_for_every_layout_and_format(app, carrier, fmt):
+    rows = [
+        record(1001, Charge="1.2345", ChargeExcl="1.0735", AParty="0016491234567", ReleaseCause="0017",
+               UTCDateTime="2026-10-01T23:59:58Z", Time="12:59:58", Date="2026-10-02", Seconds="120",
+               TextDesc2='Spark, "mobile"'),
+        # A service fee for Tech Connections (no call time needed); for Hero every row is a call.
+        record(1002, CallType="Line Rental", BParty="", Seconds="0", NetworkSeconds="", ConnectSeconds="",
+               UTCDateTime="" if carrier == "techconnections" else "2026-10-01 10:00:00",
+               Charge="25.00", ChargeExcl="21.74"),
+    ]
+    got = upload(app, render(rows, carrier=carrier, fmt=fmt), NAMES[carrier].format(ext=EXT[fmt]), file_format=fmt)
+    [result] = load_queued(app)
+    assert (result.file_id, result.status, result.loaded) == (got.id, "loaded", 2)
+    loaded = admin.list_records(app, file_id=got.id)
+    first, second = loaded
+    assert first["feed_id"] == 1001 and first["record_key"] == "1001"
+    assert first["charge"] == Decimal("1.2345") and isinstance(first["charge"], Decimal)
+    assert first["charge_excl"] == Decimal("1.0735")
+    assert first["utc_time"] == datetime(2026, 10, 1, 23, 59, 58, tzinfo=timezone.utc)
+    assert first["bill_date"] == date(2026, 10, 1)
+    assert first["local_time"] == "12:59:58"
+    assert first["a_party"] == "0016491234567" and first["release_cause"] == "0017"
+    assert first["seconds"] == 120 and first["text_desc2"] == 'Spark, "mobile"'
+    assert first["position"] == 1 and second["position"] == 2
+    if carrier == "techconnections":
+        assert first["local_date"] == "2026-10-02"
+        assert (first["record_type"], second["record_type"]) == ("cdr", "sdr")
+    else:
+        assert first["local_date"] is None
+        assert (first["record_type"], second["record_type"]) == ("cdr", "cdr")
+    assert second["network_seconds"] is None and second["charge"] == Decimal("25.00")
+    if carrier == "techconnections":
+        assert second["utc_time"] is None
+    stored = row(app, got.id)
+    assert (stored["status"], stored["records_loaded"], stored["records_skipped"]) == ("loaded", 2, 0)
+
+
+def test_header_absent_uses_the_documented_column_order(app):
+    got = upload(app, render([record(7, Charge="9.99")], header=False), "hero_cdr_20261001.csv")
+    load_queued(app)
+    [loaded] = admin.list_records(app, file_id=got.id)
+    assert loaded["feed_id"] == 7 and loaded["charge"] == Decimal("9.99")
+
+
+def test_malformed_file_fails_naming_line_and_field_and_loads_nothing(app):
+    rows = [record(1), record(2), record(3, Charge="12,50"), record(4)]
+    got = upload(app, render(rows), "hero_cdr_20261001.csv")
+    [result] = load_queued(app)
+    stored = row(app, got.id)
+    assert result.status == "failed" and stored["status"] == "failed"
+    assert stored["reason"] == "parse-error"
+    assert "line 4" in stored["error"] and "field Charge" in stored["error"] and "hero_cdr_20261001.csv" in stored["error"]
+    assert record_count(app) == 0
+    assert app.staging.path_of(stored["blob"]).exists()
+
+
+ACME = """
+[carriers.acme]
+parser = "techconnections"
+[[carriers.acme.files]]
+pattern = "ACME_{year}{month}{day}.csv"
+type = "cdr"
+cadence = "daily"
+"""
+
+
+def test_failed_file_can_be_retried_after_a_configuration_fix(make_config):
+    # The carrier sends pipe-separated files named .csv, and its rule did not say so.
+    data = render([record(1), record(2)], carrier="techconnections", fmt="pipe")
+    broken = app_with(make_config, ACME)
+    try:
+        got = upload(broken, data, "ACME_20261001.csv")
+        load_queued(broken)
+        failed = row(broken, got.id)
+        assert failed["status"] == "failed" and "line 1" in failed["error"]
+    finally:
+        broken.close()
+    fixed = app_with(make_config, ACME + 'format = "pipe"\n')  # the admin fixes the rule
+    try:
+        admin.retry(fixed, got.id, actor="carol")
+        [result] = load_queued(fixed)
+        assert (result.status, result.loaded) == ("loaded", 2)
+        history = admin.show(fixed, got.id)["history"]
+        assert [(e["action"], e["actor"]) for e in history][-2:] == [("retried", "carol"), ("loaded", "tester")]
+    finally:
+        fixed.close()
+
+
+def test_a_record_in_a_second_file_is_never_loaded_twice_the_file_is_held_as_overlap(app):
+    first = upload(app, render([record(1), record(2), record(3)]), "hero_cdr_20261001.csv")
+    load_queued(app)
+    second = upload(app, render([record(3), record(4), record(2), record(5)]), "hero_cdr_20261002.csv")
+    [result] = load_queued(app)
+    stored = row(app, second.id)
+    assert (result.status, stored["status"], stored["reason"]) == ("held", "held", "overlap")
+    assert "2 of 4 records" in stored["error"]
+    [link] = admin.show(app, second.id)["potential_duplicates"]
+    assert (link["kind"], link["id"], link["records"]) == ("overlap", first.id, 2)
+    assert record_count(app) == 3
+
+    released = admin.release(app, second.id, reason="new calls inside", actor="dave")
+    assert released["status"] == "queued" and released["released"]
+    [result] = load_queued(app)
+    assert (result.status, result.loaded, result.skipped) == ("loaded", 2, 2)
+    stored = row(app, second.id)
+    assert (stored["records_loaded"], stored["records_skipped"]) == (2, 2)
+    keys = sorted(r["feed_id"] for r in admin.list_records(app))
+    assert keys == [1, 2, 3, 4, 5]
+    assert [r["feed_id"] for r in admin.list_records(app, file_id=second.id)] == [4, 5]
+
+
+def test_releasing_an_exact_duplicate_loads_nothing_twice(app):
+    data = render([record(1), record(2)])
+    upload(app, data, "hero_cdr_20261001.csv")
+    load_queued(app)
+    dup = upload(app, data, "hero_cdr_20261001.csv")
+    admin.release(app, dup.id)
+    [result] = load_queued(app)
+    assert (result.status, result.loaded, result.skipped) == ("loaded", 0, 2)
+    assert record_count(app) == 2
+
+
+def test_the_same_id_twice_inside_one_file_fails_the_file(app):
+    got = upload(app, render([record(1), record(2), record(1, Charge="5.00")]), "hero_cdr_20261001.csv")
+    [result] = load_queued(app)
+    assert result.status == "failed"
+    assert "appears twice" in row(app, got.id)["error"]
+    assert record_count(app) == 0
+
+
+def test_a_file_that_is_no_longer_queued_is_not_loaded(app):
+    got = upload(app, render([record(1)]), "hero_cdr_20261001.csv")
+    admin.discard(app, got.id, reason="not ours")
+    result = load_file(app, got.id)
+    assert result.status == "skipped"
+    assert record_count(app) == 0
+
+
+def test_records_of_one_carrier_do_not_collide_with_another_carriers_ids(app):
+    upload(app, render([record(1)]), "hero_cdr_20261001.csv")
+    upload(app, render([record(1)], carrier="techconnections"), "TC_CDR_20261001.csv")
+    assert [r.status for r in load_queued(app)] == ["loaded", "loaded"]
+
+
+def test_large_file_loads_in_several_batches(app):
+    rows = [record(i, TextDesc1="x" * 150) for i in range(1, 30001)]
+    got = upload(app, render(rows), "hero_cdr_20261001.csv")
+    [result] = load_queued(app)
+    assert (result.status, result.loaded) == ("loaded", 30000)
+    with app.catalog.read() as conn:
+        positions = conn.execute(select(func.min(records.c.position), func.max(records.c.position),
+                                        func.count(func.distinct(records.c.position)))
+                                 .where(records.c.file_id == got.id)).one()
+    assert tuple(positions) == (1, 30000, 30000)
+
+
+def test_loaded_file_status_change_is_audited(app):
+    got = upload(app, render([record(1)]), "hero_cdr_20261001.csv")
+    load_queued(app, actor="loader")
+    history = admin.show(app, got.id)["history"]
+    assert [(e["action"], e["from_status"], e["to_status"], e["actor"]) for e in history] == [
+        ("received", None, "queued", "tester"), ("loaded", "queued", "loaded", "loader")]
+    assert "loaded 1 records" in history[-1]["reason"]
