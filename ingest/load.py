@@ -23,9 +23,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +42,7 @@ from .errors import CdrError, InvalidState, ParseError
 log = logging.getLogger(__name__)
 
 SCRATCH = "cdr_scratch"
+BATCH_ROWS = 65536
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class LoadResult:
 
 def load_queued(app: App, *, actor: str | None = None, limit: int | None = None) -> list[LoadResult]:
     """Load every queued file, oldest first. One file's failure does not stop the others."""
+    app.staging.sweep()
     with app.catalog.read() as conn:
         ids = catalog_files.queued_ids(conn, limit)
     return [load_file(app, file_id, actor=actor) for file_id in ids]
@@ -74,7 +78,7 @@ def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult
     try:
         if app.catalog.is_sqlite:
             return _load_sqlite(app, row, parser.batches(source), actor)
-        return _load_postgres(app, row, parser.batches(source), actor)
+        return _load_postgres(app, row, lambda: parser.batches(source), actor)
     except ParseError as exc:
         return _fail(app, file_id, "parse-error", str(exc), actor)
     except InvalidState as exc:
@@ -93,7 +97,7 @@ def _load_sqlite(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor: 
     scratch = Path(app.staging.tmp) / f"load-{row['id']}-{uuid.uuid4().hex}.sqlite"
     try:
         total = _write_scratch_file(scratch, batches)
-        faults.point("load.scratch-written")
+        faults.point("load.bulk-written")
         with app.catalog.engine.connect() as conn:
             raw = conn.connection.driver_connection
             raw.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
@@ -144,23 +148,54 @@ def _write_scratch_file(path: Path, batches: Iterator[pa.RecordBatch]) -> int:
 # PostgreSQL: COPY into a TEMP table on the catalog connection, inside the load transaction.
 
 
-def _load_postgres(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor: str) -> LoadResult:
+def _load_postgres(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBatch]], actor: str) -> LoadResult:
+    """Optimistic: COPY straight into ``records`` under a savepoint. Only if a key collides (or the file was
+    released, so repeats are expected) are the batches parsed again into a TEMP scratch table for the
+    set-based analysis or the skip-what-is-loaded insert."""
     with app.catalog.engine.connect() as conn:
         conn = conn.execution_options(cdr_write=True)
         with conn.begin():
+            _lock_queued(app, conn, row["id"])
+            if not row["released"]:
+                savepoint = conn.begin_nested()
+                try:
+                    total = _copy(conn, "records", ("file_id", "carrier", *CANONICAL_NAMES), parse(),
+                                  constants=(row["id"], row["carrier"]))
+                    savepoint.commit()
+                except psycopg.errors.UniqueViolation:
+                    savepoint.rollback()
+                else:
+                    faults.point("load.bulk-written")
+                    faults.point("load.inserted")
+                    return _loaded(conn, row, total, total, actor)
             columns = ", ".join(f"{name} {'BIGINT' if kind == 'int' else 'TEXT'}" for name, kind in CANONICAL)
             conn.exec_driver_sql(f"CREATE TEMP TABLE {SCRATCH} ({columns}) ON COMMIT DROP")
-            total = 0
-            cursor = conn.connection.driver_connection.cursor()
-            with cursor.copy(f"COPY {SCRATCH} ({', '.join(CANONICAL_NAMES)}) FROM STDIN (FORMAT csv)") as copy:
-                for batch in batches:
-                    total += batch.num_rows
-                    buffer = io.BytesIO()
-                    pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-                    copy.write(buffer.getbuffer())
-            faults.point("load.scratch-written")
-            # The scratch rows live in this transaction; _move continues it.
+            total = _copy(conn, SCRATCH, CANONICAL_NAMES, parse())
+            faults.point("load.bulk-written")
             return _move(app, conn, row, SCRATCH, total, actor, begun=True)
+
+
+def _copy(conn: Connection, table: str, columns: tuple[str, ...], batches: Iterator[pa.RecordBatch],
+          constants: tuple = ()) -> int:
+    """COPY the batches (as CSV, written by Arrow) into ``table`` on the connection's transaction. Leading
+    ``constants`` fill the first columns of every row."""
+    cursor = conn.connection.driver_connection.cursor()
+    total = 0
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=BATCH_ROWS)
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+        for batch in batches:
+            n = batch.num_rows
+            total += n
+            if constants:
+                batch = pa.RecordBatch.from_arrays(
+                    [pc.fill_null(pa.nulls(n, pa.int64() if isinstance(value, int) else pa.string()), value)
+                     for value in constants] + batch.columns,
+                    names=[*columns[: len(constants)], *batch.schema.names],
+                )
+            sink = io.BytesIO()
+            pacsv.write_csv(batch, sink, options)
+            copy.write(sink.getbuffer())
+    return total
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,7 +230,8 @@ def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor
     params = {"file_id": file_id, "carrier": row["carrier"]}
     transaction = None if begun else conn.begin()
     try:
-        _lock_queued(app, conn, file_id)
+        if not begun:
+            _lock_queued(app, conn, file_id)
         released = bool(row["released"])
         savepoint = conn.begin_nested() if not app.catalog.is_sqlite else None
         try:
@@ -211,20 +247,25 @@ def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor
                 transaction.commit()
             return result
         faults.point("load.inserted")
-        skipped = total - inserted
-        why = f"loaded {inserted} records" + (f", skipped {skipped} already loaded" if skipped else "")
-        catalog_files.transition(
-            conn, file_id, "loaded", allowed_from=("queued",), actor=actor, action="loaded", why=why,
-            records_loaded=inserted, records_skipped=skipped, error=None, reason=None,
-        )
-        faults.point("load.before-commit")
+        result = _loaded(conn, row, total, inserted, actor)
         if transaction is not None:
             transaction.commit()
-        return LoadResult(file_id, "loaded", inserted, skipped)
+        return result
     except BaseException:
         if transaction is not None and transaction.is_active:
             transaction.rollback()
         raise
+
+
+def _loaded(conn: Connection, row: dict, total: int, inserted: int, actor: str) -> LoadResult:
+    skipped = total - inserted
+    why = f"loaded {inserted} records" + (f", skipped {skipped} already loaded" if skipped else "")
+    catalog_files.transition(
+        conn, row["id"], "loaded", allowed_from=("queued",), actor=actor, action="loaded", why=why,
+        records_loaded=inserted, records_skipped=skipped, error=None, reason=None,
+    )
+    faults.point("load.before-commit")
+    return LoadResult(row["id"], "loaded", inserted, skipped)
 
 
 def _lock_queued(app: App, conn: Connection, file_id: int) -> None:

@@ -17,6 +17,7 @@ import io
 import itertools
 import os
 import tempfile
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -70,6 +71,20 @@ class Staging:
         if len(key) != 32 or any(c not in "0123456789abcdef" for c in key):
             raise IntakeError(f"not a blob key: {key!r}")
         return self.blobs / key[:2] / key[2:4] / key
+
+    def sweep(self, older_than_seconds: float = 6 * 3600) -> int:
+        """Remove temporary files a crashed process left behind (half-received files, load scratch files).
+        Only old ones: a younger one may belong to a process still at work."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self.tmp.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def receive(self, stream: BinaryIO) -> StagedBlob:
         """Stage the stream's bytes (exactly as read) and fingerprint its content in the same pass."""

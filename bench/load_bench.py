@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Load benchmark: `cdr upload` + load of a 1,000,000-row Hero CSV against the database's own bulk import.
+
+Side by side, in the same run, on the same file:
+- SQLite: the sqlite3 CLI's `.import` into a typed table, versus `cdr upload` (stage, fingerprint, catalog,
+  parse, validate, load) into a fresh catalog. Goal: ratio <= 1.3.
+- PostgreSQL (unless --no-postgres): a server-side `COPY table FROM 'file'` into a typed table, versus
+  `cdr upload` into a fresh schema. Goal: ratio <= 1.5.
+
+Each side runs --repeat times (default 3) and the median is compared. The peak memory (max RSS) of the
+`cdr upload` process is printed too: it should not grow with the file (try --rows 250000 to compare).
+
+    .venv/bin/python bench/load_bench.py [--rows 1000000] [--repeat 3] [--postgres URL | --no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+COLUMNS = ("ID", "AccountCode", "Direction", "CallType", "BillDate", "Time", "UTCDateTime", "UTCOffset", "AParty",
+           "BParty", "BillNumber", "Seconds", "NetworkSeconds", "ConnectSeconds", "Charge", "ChargeExcl",
+           "FreeUnitsUsed", "TextDesc1", "TextDesc2", "ReleaseCause", "Status", "ServiceType", "BillingGroup",
+           "CallingGroup", "Profile")
+SQLITE_TYPES = {"ID": "INTEGER", "Seconds": "INTEGER", "NetworkSeconds": "INTEGER", "ConnectSeconds": "INTEGER"}
+PG_TYPES = {"ID": "BIGINT", "Seconds": "BIGINT", "NetworkSeconds": "BIGINT", "ConnectSeconds": "BIGINT",
+            "BillDate": "DATE", "UTCDateTime": "TIMESTAMP", "Charge": "NUMERIC", "ChargeExcl": "NUMERIC",
+            "FreeUnitsUsed": "NUMERIC"}
+
+
+def generate(path: Path, rows: int) -> None:
+    rng = random.Random(20261122)
+    start = datetime(2026, 10, 1)
+    directions = ("outbound", "inbound", "onnet")
+    types = ("Mobile", "Local", "National", "International", "SMS")
+    with open(path, "w", newline="") as out:
+        out.write(",".join(COLUMNS) + "\r\n")
+        for i in range(1, rows + 1):
+            at = start + timedelta(seconds=i * 2)
+            seconds = rng.randint(0, 3600)
+            charge = rng.randint(0, 500000)
+            n = i % 1000
+            out.write(
+                f"{i},8123{i % 97:04d},{directions[i % 3]},{types[i % 5]},{at:%Y-%m-%d},{at:%H:%M:%S},"
+                f"{at - timedelta(hours=1):%Y-%m-%d %H:%M:%S},1,02079460{n:03d},07700900{i % 997:03d},"
+                f"02079460{n:03d},{seconds},{max(seconds - 3, 0)},{i % 9},{charge / 10000:.4f},"
+                f"{charge / 12000:.4f},0,UK Mobile,\"Vodafone, mobile\",0016,Ok,UKSTD,Default,Default,Default\r\n"
+            )
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> tuple[float, int]:
+    """Wall time of a command, and its peak RSS in MiB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"command failed: {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak, before) // 1024
+
+
+def cdr_env(workdir: Path, database_url: str) -> dict[str, str]:
+    config = workdir / "bench.toml"
+    config.write_text(f'include = ["{REPO}/config/carriers/*.toml"]\n')
+    return {**os.environ, "CDR_CONFIG": str(config), "CDR_DATABASE_URL": database_url,
+            "CDR_STAGING_DIR": str(workdir / "staging")}
+
+
+def cdr_bin() -> str:
+    return str(Path(sys.executable).with_name("cdr"))
+
+
+def bench_sqlite(csv_path: Path, work: Path, repeat: int) -> tuple[float, float, int]:
+    import sqlite3
+
+    baseline, ours, rss = [], [], 0
+    for i in range(repeat):
+        db = work / f"baseline-{i}.sqlite"
+        table = ", ".join(f'"{c}" {SQLITE_TYPES.get(c, "TEXT")}' for c in COLUMNS)
+        script = f"CREATE TABLE t ({table});\n.import --csv --skip 1 {csv_path} t\n"
+        t, _ = timed(["sqlite3", str(db)], stdin=script)
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] > 0
+        db.unlink()
+        baseline.append(t)
+
+        run_dir = work / f"cdr-{i}"
+        run_dir.mkdir()
+        env = cdr_env(run_dir, f"sqlite:///{run_dir}/cdr.sqlite")
+        subprocess.run([cdr_bin(), "files"], env=env, check=True, capture_output=True)  # create the schema first
+        t, peak = timed([cdr_bin(), "upload", str(csv_path), "--carrier", "hero", "--type", "cdr"], env=env)
+        check = subprocess.run([cdr_bin(), "files", "--json"], env=env, check=True, capture_output=True, text=True)
+        assert '"status": "loaded"' in check.stdout, check.stdout
+        shutil.rmtree(run_dir)
+        ours.append(t)
+        rss = max(rss, peak)
+    return statistics.median(baseline), statistics.median(ours), rss
+
+
+def bench_postgres(csv_path: Path, work: Path, repeat: int, url: str) -> tuple[float, float, int]:
+    import psycopg
+
+    baseline, ours, rss = [], [], 0
+    os.chmod(csv_path, 0o644)
+    for i in range(repeat):
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+            table = ", ".join(f'"{c}" {PG_TYPES.get(c, "TEXT")}' for c in COLUMNS)
+            conn.execute(f"CREATE TABLE {schema}.t ({table})")
+            started = time.perf_counter()
+            conn.execute(f"COPY {schema}.t FROM '{csv_path}' (FORMAT csv, HEADER true)")
+            baseline.append(time.perf_counter() - started)
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+            conn.execute(f"CREATE SCHEMA {schema}")
+            run_dir = work / f"cdr-pg-{i}"
+            run_dir.mkdir()
+            env = cdr_env(run_dir, f"{url}?options=-csearch_path%3D{schema}")
+            subprocess.run([cdr_bin(), "files"], env=env, check=True, capture_output=True)
+            t, peak = timed([cdr_bin(), "upload", str(csv_path), "--carrier", "hero", "--type", "cdr"], env=env)
+            check = subprocess.run([cdr_bin(), "files", "--json"], env=env, check=True, capture_output=True, text=True)
+            assert '"status": "loaded"' in check.stdout, check.stdout
+            ours.append(t)
+            rss = max(rss, peak)
+            shutil.rmtree(run_dir)
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    return statistics.median(baseline), statistics.median(ours), rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--postgres", default=os.environ.get("CDR_TEST_POSTGRES_URL",
+                                                             "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cdr-bench-"))
+    os.chmod(work, 0o755)
+    try:
+        csv_path = work / "hero_cdr_20261001.csv"
+        started = time.perf_counter()
+        generate(csv_path, args.rows)
+        size = csv_path.stat().st_size / 2**20
+        print(f"generated {args.rows:,} Hero rows ({size:.0f} MiB) in {time.perf_counter() - started:.1f}s")
+
+        base, ours, rss = bench_sqlite(csv_path, work, args.repeat)
+        print(f"SQLite    : sqlite3 .import {base:6.2f}s | cdr upload+load {ours:6.2f}s "
+              f"(peak RSS {rss} MiB) | ratio {ours / base:.2f}x (goal <= 1.3x)")
+        if not args.no_postgres:
+            base, ours, rss = bench_postgres(csv_path, work, args.repeat, args.postgres)
+            print(f"PostgreSQL: server COPY     {base:6.2f}s | cdr upload+load {ours:6.2f}s "
+                  f"(peak RSS {rss} MiB) | ratio {ours / base:.2f}x (goal <= 1.5x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The catalog schema: migrations create it, the head constant matches the scripts, models match migrations."""
+
+from __future__ import annotations
+
+from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from ingest.catalog.db import HEAD_REVISION, MIGRATIONS, Catalog
+from ingest.catalog.schema import metadata
+
+
+def test_head_revision_constant_matches_the_migration_scripts():
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
+
+
+def test_first_use_creates_the_schema_and_reuse_is_idempotent(database_url):
+    catalog = Catalog(database_url)
+    try:
+        assert catalog.current_revision() == HEAD_REVISION
+        tables = set(inspect(catalog.engine).get_table_names())
+        assert {"files", "file_links", "file_events", "records", "alembic_version"} <= tables
+        for table in metadata.sorted_tables:  # the migration created every column the models use
+            columns = {c["name"] for c in inspect(catalog.engine).get_columns(table.name)}
+            assert columns == {c.name for c in table.columns}, table.name
+    finally:
+        catalog.dispose()
+    again = Catalog(database_url)  # a second process finds it current
+    assert again.current_revision() == HEAD_REVISION
+    again.dispose()
