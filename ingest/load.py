@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,44 @@ def load_queued(app: App, *, actor: str | None = None, limit: int | None = None)
     return [load_file(app, file_id, actor=actor) for file_id in ids]
 
 
+def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Parse ahead in a thread while the consumer writes: Arrow's reader and compute kernels and the
+    database drivers release the GIL, so parsing and inserting share the cores. Errors (a ParseError
+    included) are re-raised in the consumer, in order."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        items.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # handed to the consumer
+            items.put(exc)
+
+    worker = threading.Thread(target=produce, name="cdr-parse", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
 def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult:
     actor = actor or app.actor
     with app.catalog.read() as conn:
@@ -77,8 +117,8 @@ def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult
     )
     try:
         if app.catalog.is_sqlite:
-            return _load_sqlite(app, row, parser.batches(source), actor)
-        return _load_postgres(app, row, lambda: parser.batches(source), actor)
+            return _load_sqlite(app, row, prefetched(parser.batches(source)), actor)
+        return _load_postgres(app, row, lambda: prefetched(parser.batches(source)), actor)
     except ParseError as exc:
         return _fail(app, file_id, "parse-error", str(exc), actor)
     except InvalidState as exc:

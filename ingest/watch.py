@@ -15,6 +15,10 @@ set. Its contract:
 - observers are always stopped and joined when it returns, however it returns.
 
 Unknown source names, or names of sources of another kind, are refused before anything starts.
+
+:func:`watch_once` is one pass without watchdog, for a run from cron: with no history of earlier passes, a
+file is taken when it is at least ``min_age_seconds`` old and has not been written (by mtime) for
+``settle_seconds``.
 """
 
 from __future__ import annotations
@@ -77,6 +81,25 @@ def watch(
                 collector.close()
             except Exception:
                 log.exception("drop folder %s: closing its watcher failed", collector.name)
+
+
+def watch_once(app, sources: list[str] | None = None, load: bool = True, actor: str | None = None,
+               clock: Callable[[], float] = time.time) -> list[PassResult]:
+    """One pass over the drop folders (no watcher), then (if ``load``) load what is queued."""
+    collectors = [DropFolder(app, spec, clock, settle_from_mtime=True) for spec in _specs(app, sources)]
+    try:
+        results = [_collect(collector) for collector in collectors]
+    finally:
+        for collector in collectors:
+            collector.close()
+    for result in results:
+        _log_new_errors(result, {})
+    if load:
+        try:
+            load_queued(app, actor=actor)
+        except Exception:
+            log.exception("loading queued files failed")
+    return results
 
 
 def _specs(app, names: list[str] | None):

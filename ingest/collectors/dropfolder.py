@@ -61,7 +61,9 @@ class DropFolder(Collector):
         if "/" in done or done.startswith("."):
             raise ConfigError(f"{key}.done_dir", "must be a plain folder name (it lives inside the drop folder)")
 
-    def __init__(self, app, spec, clock: Callable[[], float] = time.time):
+    def __init__(self, app, spec, clock: Callable[[], float] = time.time, *, settle_from_mtime: bool = False):
+        """``settle_from_mtime``: for a single pass with no history (``cdr watch --once``), count a file as
+        unchanged since its mtime, so one not written for ``settle_seconds`` is taken at once."""
         super().__init__(app, spec)
         self.path = Path(self.option("path"))
         self.done = self.path / self.option("done_dir", "done")
@@ -69,6 +71,7 @@ class DropFolder(Collector):
         self.settle = float(self.option("settle_seconds", 60))
         self.rescan = float(self.option("rescan_seconds", 30))
         self.clock = clock
+        self.settle_from_mtime = settle_from_mtime
         self.wake = threading.Event()
         self._lock = threading.Lock()
         self._finished: dict[str, int] = {}  # name -> mtime_ns when closed-after-write / renamed in
@@ -181,7 +184,8 @@ class DropFolder(Collector):
             finished = self._finished.get(name) == stat.st_mtime_ns
         if now - stat.st_mtime < self.min_age:
             return False
-        return finished or now - seen[2] >= self.settle
+        unchanged_since = min(seen[2], stat.st_mtime) if self.settle_from_mtime else seen[2]
+        return finished or now - unchanged_since >= self.settle
 
     def _take(self, path: Path, stat: os.stat_result):
         delivery = f"{os.path.realpath(path)}|{stat.st_ino}|{stat.st_mtime_ns}|{stat.st_size}"
