@@ -18,6 +18,7 @@ import io
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
 
 import pyarrow as pa
@@ -125,25 +126,46 @@ def format_of(source: Source) -> str:
         return sniff_format(fh.read(4096))
 
 
-def first_line_fields(source: Source, delimiter: str) -> list[str]:
-    """The first non-empty row of a delimited file, parsed (quotes honoured), BOM removed."""
+def first_row(source: Source, delimiter: str) -> tuple[int, list[str]]:
+    """(physical line, fields) of the first row of a delimited file that is not blank (quotes honoured, BOM
+    removed); (0, []) when there is none."""
     with source.open() as fh:
         text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
-        for fields in csv.reader(text, delimiter=delimiter):
+        line_no = 0
+
+        def lines() -> Iterator[str]:
+            nonlocal line_no
+            for physical in text:
+                line_no += 1
+                yield physical
+
+        reader = csv.reader(lines(), delimiter=delimiter)
+        while True:
+            start = line_no + 1
+            try:
+                fields = next(reader)
+            except (StopIteration, csv.Error):
+                return 0, []
             if fields and any(f.strip() for f in fields):
-                return fields
-    return []
+                return start, fields
 
 
-def read_delimited(source: Source, delimiter: str, column_names: Sequence[str], skip_header: bool) -> Iterator[TextBlock]:
-    """Stream a delimited file as blocks of text columns. Structural errors (wrong field count, bad UTF-8,
-    unbalanced quotes) are located by a rescan and raised as ParseError with the line."""
+def first_line_fields(source: Source, delimiter: str) -> list[str]:
+    """The first non-empty row of a delimited file, parsed (quotes honoured), BOM removed."""
+    return first_row(source, delimiter)[1]
+
+
+def read_delimited(source: Source, delimiter: str, column_names: Sequence[str],
+                   header_line: int) -> Iterator[TextBlock]:
+    """Stream a delimited file as blocks of text columns. ``header_line`` is the physical line of the header
+    row (it and any blank lines before it are skipped), 0 when the file has none. Structural errors (wrong
+    field count, bad UTF-8, unbalanced quotes) are located by a rescan and raised as ParseError with the line."""
     ordinal = 0
     stream = source.open()
     try:
         reader = pcsv.open_csv(
             stream,
-            read_options=pcsv.ReadOptions(column_names=list(column_names), skip_rows=1 if skip_header else 0,
+            read_options=pcsv.ReadOptions(column_names=list(column_names), skip_rows=header_line,
                                           block_size=BLOCK_SIZE),
             parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
                                             newlines_in_values=True, ignore_empty_lines=True),
@@ -157,14 +179,14 @@ def read_delimited(source: Source, delimiter: str, column_names: Sequence[str], 
             yield TextBlock(dict(zip(column_names, batch.columns)), ordinal, batch.num_rows)
             ordinal += batch.num_rows
     except pa.ArrowInvalid as exc:
-        raise structural_error(source, delimiter, len(column_names), skip_header, str(exc)) from None
+        raise structural_error(source, delimiter, len(column_names), header_line, str(exc)) from None
     finally:
         stream.close()
 
 
-def scan_rows(source: Source, delimiter: str, skip_header: bool) -> Iterator[tuple[int, list[str]]]:
-    """Plain-Python walk over the data rows: (physical line where the row starts, fields). Slow but exact;
-    used only to explain an error."""
+def scan_rows(source: Source, delimiter: str, header_line: int) -> Iterator[tuple[int, list[str]]]:
+    """Plain-Python walk over the data rows (those starting after ``header_line``; empty lines skipped):
+    (physical line where the row starts, fields). Slow but exact; used only to explain an error."""
     with source.open() as fh:
         decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
         line_no = 0
@@ -179,7 +201,6 @@ def scan_rows(source: Source, delimiter: str, skip_header: bool) -> Iterator[tup
                     raise ParseError(source.name, line_no, None, f"not valid UTF-8 text ({exc.reason})") from None
 
         reader = csv.reader(lines(), delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
-        first = True
         while True:
             start = line_no + 1
             try:
@@ -188,18 +209,14 @@ def scan_rows(source: Source, delimiter: str, skip_header: bool) -> Iterator[tup
                 return
             except csv.Error as exc:
                 raise ParseError(source.name, line_no, None, f"malformed row: {exc}") from None
-            if not fields or (len(fields) == 1 and fields[0] == ""):
+            if start <= header_line or not fields or (len(fields) == 1 and fields[0] == ""):
                 continue
-            if first and skip_header:
-                first = False
-                continue
-            first = False
             yield start, fields
 
 
-def structural_error(source: Source, delimiter: str, expected: int, skip_header: bool, detail: str) -> ParseError:
+def structural_error(source: Source, delimiter: str, expected: int, header_line: int, detail: str) -> ParseError:
     try:
-        for line, fields in scan_rows(source, delimiter, skip_header):
+        for line, fields in scan_rows(source, delimiter, header_line):
             if len(fields) != expected:
                 return ParseError(source.name, line, None, f"expected {expected} fields, found {len(fields)}")
     except ParseError as exc:
@@ -207,8 +224,8 @@ def structural_error(source: Source, delimiter: str, expected: int, skip_header:
     return ParseError(source.name, None, None, f"unreadable: {detail}")
 
 
-def line_of_ordinal(source: Source, delimiter: str, skip_header: bool, ordinal: int) -> int | None:
-    for index, (line, _fields) in enumerate(scan_rows(source, delimiter, skip_header)):
+def line_of_ordinal(source: Source, delimiter: str, header_line: int, ordinal: int) -> int | None:
+    for index, (line, _fields) in enumerate(scan_rows(source, delimiter, header_line)):
         if index == ordinal:
             return line
     return None
@@ -216,13 +233,13 @@ def line_of_ordinal(source: Source, delimiter: str, skip_header: bool, ordinal: 
 
 def read_json_array(source: Source, rows_per_block: int = 65536) -> Iterator[TextBlock]:
     """Stream a JSON array of objects as blocks of text columns; numbers keep their exact text."""
-    decoder = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
+    decoder = json.JSONDecoder(parse_float=Decimal, parse_int=str, parse_constant=str)
     ordinal = 0
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     for line, obj in _json_elements(source, decoder):
         if not isinstance(obj, dict):
-            raise ParseError(source.name, line, None, f"expected a JSON object, found {type(obj).__name__}")
+            raise ParseError(source.name, line, None, f"expected a JSON object, found {_json_kind(obj)}")
         rows.append(obj)
         lines.append(line)
         if len(rows) >= rows_per_block:
@@ -231,6 +248,17 @@ def read_json_array(source: Source, rows_per_block: int = 65536) -> Iterator[Tex
             rows, lines = [], []
     if rows:
         yield _json_block(rows, lines, ordinal)
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON type of a decoded value (numbers decode to text or Decimal to keep their exact digits)."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "null"
+    return "a number or string"
 
 
 def _json_block(rows: list[dict[str, Any]], lines: list[int], ordinal: int) -> TextBlock:
@@ -246,30 +274,45 @@ def _json_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "1" if value else "0"
+    if isinstance(value, Decimal):
+        # A JSON number with a fraction or exponent: its exact value as plain decimal text ('0.1150' stays
+        # '0.1150', '1.5E2' becomes '150'). Absurd exponents keep their text, which then fails validation.
+        return format(value, "f") if value.is_finite() and abs(value.as_tuple().exponent) <= 64 else str(value)
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), default=str)
     return str(value)
 
 
 def _json_elements(source: Source, decoder: json.JSONDecoder) -> Iterator[tuple[int, Any]]:
     """Yield (line, element) of a top-level JSON array, reading the text incrementally."""
     with source.open() as fh:
-        text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
         buf = ""
         pos = 0
         line = 1
         eof = False
+        pending = b""  # the start of a UTF-8 sequence cut by the end of the last chunk
+        first_chunk = True
         state = "start"  # start -> open -> (value -> sep)* -> end
 
         def more() -> bool:
-            nonlocal buf, pos, eof
+            nonlocal buf, pos, eof, pending, first_chunk
             if eof:
                 return False
+            raw = fh.read(1 << 20)
+            data = pending + raw
             try:
-                chunk = text.read(1 << 20)
+                chunk = data.decode("utf-8")
+                pending = b""
             except UnicodeDecodeError as exc:
-                raise ParseError(source.name, line, None, f"not valid UTF-8 text ({exc.reason})") from None
-            if not chunk:
+                if raw and exc.end == len(data) and exc.reason == "unexpected end of data":
+                    chunk, pending = data[: exc.start].decode("utf-8"), data[exc.start:]
+                else:  # name the line the bad bytes are on, not the line being parsed
+                    bad_line = line + buf.count("\n", pos) + data.count(b"\n", 0, exc.start)
+                    raise ParseError(source.name, bad_line, None, f"not valid UTF-8 text ({exc.reason})") from None
+            if first_chunk and chunk:
+                first_chunk = False
+                chunk = chunk.removeprefix("\ufeff")
+            if not raw:
                 eof = True
                 return False
             buf = buf[pos:] + chunk
@@ -310,7 +353,10 @@ def _json_elements(source: Source, decoder: json.JSONDecoder) -> Iterator[tuple[
                         obj, end = decoder.raw_decode(buf, pos)
                         break
                     except json.JSONDecodeError as exc:
-                        if exc.pos >= len(buf) - 1 and more():
+                        # The element may just be cut by the end of the chunk read so far: inside a string
+                        # (reported at the string's start) or a literal/number/escape near the end.
+                        cut = exc.pos >= len(buf) - 8 or exc.msg.startswith("Unterminated string")
+                        if cut and more():
                             continue
                         raise ParseError(source.name, line + buf.count("\n", pos, exc.pos), None,
                                          f"invalid JSON: {exc.msg}") from None
@@ -325,7 +371,8 @@ def _json_elements(source: Source, decoder: json.JSONDecoder) -> Iterator[tuple[
 # ---------------------------------------------------------------------------------------------------
 # Validation and normalisation, vectorised. Each returns the normalised array and a mask of bad rows.
 
-_INT = r"^[+-]?\d+$"
+# A whole number that fits int64: up to 18 digits, or 19 starting 1-8 (leading zeros allowed).
+_INT = r"^[+-]?0*(\d{1,18}|[1-8]\d{18})$"
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 
@@ -346,19 +393,18 @@ def normalise(kind: str, values: pa.Array, required: bool) -> tuple[pa.Array, pa
     empty = pc.equal(trimmed, "")
     if kind == "int":
         ok = pc.match_substring_regex(trimmed, _INT)
-        converted = pc.cast(pc.if_else(ok, trimmed, None), pa.int64())
+        unsigned = pc.replace_substring_regex(trimmed, r"^\+", "")  # Arrow's cast refuses a leading '+'
+        converted = pc.cast(pc.if_else(ok, unsigned, None), pa.int64())
     elif kind == "decimal":
         ok = pc.match_substring_regex(trimmed, _DECIMAL)
         converted = pc.if_else(ok, trimmed, None)
     elif kind == "date":
         iso = _to_iso_date(trimmed)
-        ok = pc.and_(pc.match_substring_regex(iso, _ISO_DATE),
-                     pc.is_valid(pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True)))
+        ok = pc.and_(pc.match_substring_regex(iso, _ISO_DATE), _round_trips(iso, "%Y-%m-%d"))
         converted = pc.if_else(ok, iso, None)
     elif kind == "utc":
         iso = _to_iso_utc(trimmed)
-        parsed = pc.strptime(iso, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-        ok = pc.is_valid(parsed)
+        ok = _round_trips(iso, "%Y-%m-%d %H:%M:%S")
         converted = pc.if_else(ok, iso, None)
     else:  # pragma: no cover - programming error
         raise ValueError(kind)
@@ -368,6 +414,13 @@ def normalise(kind: str, values: pa.Array, required: bool) -> tuple[pa.Array, pa
         bad = pc.and_(bad, pc.invert(empty))
         converted = pc.if_else(empty, pa.scalar(None, converted.type), converted)
     return converted, bad
+
+
+def _round_trips(values: pa.Array, fmt: str) -> pa.Array:
+    """Whether each value is a real date/time written exactly as ``fmt`` (zero-padded) would write it.
+    Arrow's strptime alone accepts '2026-02-30' (rolling it into March), '00:05:60' and unpadded fields."""
+    parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
+    return pc.equal(pc.strftime(parsed, format=fmt), values)
 
 
 def _to_iso_date(values: pa.Array) -> pa.Array:

@@ -1,8 +1,9 @@
 """The billing-feed family: Hero (UK) and Tech Connections (NZ).
 
 Both carriers serve the same records from their Billing Feed web service and in their collected files, in
-four formats: csv, txt (tab), pipe and json (an array of objects). A header row may be present; without one
-the documented column order applies. Tech Connections inserts ``Date`` (the local date) after ``BillDate``
+four formats: csv, txt (tab), pipe and json (an array of objects). A header row may be present (columns are
+then matched by name, in any order and any case; unknown ones are ignored); without one the documented column
+order applies. Tech Connections inserts ``Date`` (the local date) after ``BillDate``
 (which is then the bill-cycle date), and mixes service fees (line rentals, broadband, number charges, other
 fixed or manual charges) with calls: those rows become SDR-type records, calls CDR-type.
 
@@ -12,6 +13,7 @@ file or format it arrives in.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -27,7 +29,7 @@ from .base import (
     Source,
     TextBlock,
     first_invalid,
-    first_line_fields,
+    first_row,
     format_of,
     line_of_ordinal,
     normalise,
@@ -74,14 +76,26 @@ FIELD_MAP: dict[str, tuple[str, bool]] = {
 }
 # A header must carry at least these (by name, any order, any case).
 REQUIRED_COLUMNS = ("ID", "BillDate", "Charge", "ChargeExcl")
+_KNOWN_LOWER = frozenset(name.lower() for name in FIELD_MAP)
 KINDS = dict(CANONICAL)
 REASONS = {
-    "int": "not a whole number",
+    "int": "not a whole number (or out of range)",
     "decimal": "not a decimal amount",
     "date": "not a date (YYYY-MM-DD or DD/MM/YYYY)",
     "utc": "not a UTC date and time (YYYY-MM-DD HH:MM:SS)",
     "text": "missing",
 }
+
+
+def _is_header(fields: list[str]) -> bool:
+    """Whether a delimited file's first row is a header: it names at least one known column, and does not
+    start with a whole number (a data row in the documented order starts with the numeric ID). The columns
+    may come in any order."""
+    if not fields:
+        return False
+    names = {field.strip().strip("\ufeff").lower() for field in fields}
+    first = fields[0].strip().strip("\ufeff")
+    return bool(names & _KNOWN_LOWER) and re.fullmatch(r"[+-]?\d+", first) is None
 
 
 class BillingFeedParser(Parser):
@@ -124,18 +138,18 @@ class BillingFeedParser(Parser):
             locate = None
         else:
             delimiter = DELIMITERS[fmt]
-            header = first_line_fields(source, delimiter)
-            has_header = bool(header) and header[0].strip().strip("\ufeff").lower() == "id"
-            names = self._header_names(source, header) if has_header else list(self.columns)
-            blocks = read_delimited(source, delimiter, names, skip_header=has_header)
+            first_line, first = first_row(source, delimiter)
+            header_line = first_line if _is_header(first) else 0
+            names = self._header_names(source, first, header_line) if header_line else list(self.columns)
+            blocks = read_delimited(source, delimiter, names, header_line)
 
             def locate(ordinal: int) -> int | None:
-                return line_of_ordinal(source, delimiter, has_header, ordinal)
+                return line_of_ordinal(source, delimiter, header_line, ordinal)
 
         for block in blocks:
             yield self._convert(source, block, locate)
 
-    def _header_names(self, source: Source, header: list[str]) -> list[str]:
+    def _header_names(self, source: Source, header: list[str], line: int) -> list[str]:
         known = {name.lower(): name for name in FIELD_MAP}
         names = []
         for index, raw in enumerate(header):
@@ -144,11 +158,11 @@ class BillingFeedParser(Parser):
             # stop billing. Duplicates are refused: which one would be the charge?
             canonical = known.get(name.lower(), f"?{index}:{name}")
             if canonical in names:
-                raise ParseError(source.name, 1, name, "column appears twice in the header")
+                raise ParseError(source.name, line, name, "column appears twice in the header")
             names.append(canonical)
         for required in REQUIRED_COLUMNS:
             if required not in names:
-                raise ParseError(source.name, 1, required, "required column missing from the header")
+                raise ParseError(source.name, line, required, "required column missing from the header")
         return names
 
     # -- converting -------------------------------------------------------------------------------
@@ -191,7 +205,7 @@ class BillingFeedParser(Parser):
                 line = block.lines[invalid.index]
             else:
                 line = locate(block.first_ordinal + invalid.index) if locate else None
-            reason = REASONS[kind] if invalid.value not in ("", None) else "required value is empty"
+            reason = REASONS[kind] if (invalid.value or "").strip() else "required value is empty"
             raise ParseError(source.name, line, invalid.field, reason, invalid.value)
 
         out["record_key"] = pc.cast(out["feed_id"], pa.string())

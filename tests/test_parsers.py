@@ -1,0 +1,513 @@
+"""The parser contract, as one abstract suite every parser reuses (fsspec style).
+
+:class:`ParserContract` holds the tests; a parser's test class subclasses it and sets ``parser_cls``. Each
+test runs on the fixtures below, parametrised over every format (csv, txt = tab, pipe, json) and, for the
+delimited ones, with and without a header row (JSON always names its fields). A new parser gets the whole
+suite by adding one subclass at the bottom of this file (plus its layout in ``tests/records.py``).
+
+Expected line numbers count the header as line 1. For JSON the line of a record is the line of its ``{``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from carriers import CANONICAL_NAMES, CANONICAL_SCHEMA, PARSERS, Parser, Source
+from carriers.base import BLOCK_SIZE, sniff_format
+from carriers.billingfeed import HeroParser, TechConnectionsParser
+from ingest.errors import ParseError
+from tests.records import LAYOUTS, record, render
+
+DELIMITED = ("csv", "txt", "pipe")
+SEPARATORS = {"csv": ",", "txt": "\t", "pipe": "|"}
+EXTENSIONS = {"csv": "csv", "txt": "txt", "pipe": "txt", "json": "json"}
+VARIANTS = [(fmt, True) for fmt in DELIMITED] + [(fmt, False) for fmt in DELIMITED] + [("json", True)]
+DELIMITED_VARIANTS = [v for v in VARIANTS if v[0] != "json"]
+HEADED_VARIANTS = [v for v in VARIANTS if v[1]]
+
+
+def _variant_id(variant: tuple[str, bool]) -> str:
+    fmt, header = variant
+    return fmt if fmt == "json" else f"{fmt}-{'header' if header else 'noheader'}"
+
+
+@dataclass
+class Feed:
+    """One (parser, format, header) combination: renders test files and runs the parser on them."""
+
+    parser_cls: type[Parser]
+    fmt: str
+    header: bool
+
+    @property
+    def carrier(self) -> str:
+        return self.parser_cls.name
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return LAYOUTS[self.carrier]
+
+    @property
+    def sep(self) -> str:
+        return SEPARATORS[self.fmt]
+
+    @property
+    def name(self) -> str:
+        return f"{self.carrier}_cdr_20261001.{EXTENSIONS[self.fmt]}"
+
+    def render(self, rows: list[dict[str, str]], **kwargs: Any) -> bytes:
+        if self.fmt == "json":
+            data = render(rows, carrier=self.carrier, fmt="json")
+            newline = kwargs.get("newline", "\n")
+            data = data.replace(b"\n", newline.encode())
+            return (b"\xef\xbb\xbf" + data) if kwargs.get("bom") else data
+        return render(rows, carrier=self.carrier, fmt=self.fmt, header=self.header, **kwargs)
+
+    def source(self, data: bytes, file_format: Any = ...) -> Source:
+        """A Source over ``data``; ``file_format`` defaults to this feed's format (None: let the parser sniff)."""
+        fmt = self.fmt if file_format is ... else file_format
+        return Source(self.name, fmt, lambda: io.BytesIO(data))
+
+    def parser(self, options: dict[str, Any] | None = None) -> Parser:
+        return self.parser_cls(self.carrier, options)
+
+    def batches(self, data: bytes, options: dict[str, Any] | None = None,
+                file_format: Any = ...) -> list[pa.RecordBatch]:
+        batches = list(self.parser(options).batches(self.source(data, file_format)))
+        for batch in batches:
+            assert batch.schema.equals(CANONICAL_SCHEMA)
+        return batches
+
+    def rows(self, data: bytes, **kwargs: Any) -> list[dict[str, Any]]:
+        return [row for batch in self.batches(data, **kwargs) for row in batch.to_pylist()]
+
+    def error(self, data: bytes, **kwargs: Any) -> ParseError:
+        with pytest.raises(ParseError) as info:
+            self.rows(data, **kwargs)
+        err = info.value
+        assert err.file == self.name and self.name in str(err)
+        if err.line is not None:
+            assert f"line {err.line}" in str(err)
+        if err.field is not None:
+            assert f"field {err.field}" in str(err)
+        return err
+
+    def record_line(self, data: bytes, index: int, delimited_line: int) -> int:
+        """The expected line of the ``index``-th record (1-based): for delimited files ``delimited_line``
+        counted without a header (so +1 with one); for JSON the line of the record's opening brace."""
+        if self.fmt == "json":
+            starts = [n for n, text in enumerate(data.split(b"\n"), 1) if text.rstrip(b"\r") == b" {"]
+            return starts[index - 1]
+        return delimited_line + (1 if self.header else 0)
+
+
+def line_of(data: bytes, marker: bytes) -> int:
+    """The physical line (1-based) on which ``marker`` occurs."""
+    return data[: data.index(marker)].count(b"\n") + 1
+
+
+def render_columns(rows: list[dict[str, str]], columns: list[str], names: list[str], fmt: str) -> bytes:
+    """Render with a header (or JSON keys) of ``names`` over the values of ``columns``: any order, any names."""
+    if fmt == "json":
+        return json.dumps([{n: row.get(c, "") for c, n in zip(columns, names)} for row in rows], indent=1).encode()
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=SEPARATORS[fmt], lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([row.get(c, "") for c in columns])
+    return out.getvalue().encode()
+
+
+# Big files: rows as short as the layout allows, built from a template so that 200 000 rows stay cheap.
+BIG_VALUES = {"BillDate": "2026-10-01", "UTCDateTime": "2026-10-01 00:05:09", "BParty": "7", "Seconds": "60",
+              "Charge": "0.1150", "ChargeExcl": "0.1000"}
+
+
+def big_file(feed: Feed, n: int, special: dict[int, dict[str, str]] | None = None, narrow: bool = False) -> bytes:
+    """``n`` records with IDs 1..n; ``special`` overrides the values of some records (by ID). JSON puts one
+    record per line (record k on line k + 1). ``narrow``: a delimited header names only the columns used."""
+    special = special or {}
+    if feed.fmt == "json":
+        def line(i: int, **over: str) -> bytes:
+            return json.dumps({"ID": str(i), **BIG_VALUES, **over}).encode()
+        template = line(0).replace(b'"ID": "0"', b'"ID": "{id}"')
+        body = b",\n".join(line(i, **special[i]) if i in special else template.replace(b"{id}", b"%d" % i)
+                           for i in range(1, n + 1))
+        return b"[\n" + body + b"\n]\n"
+    columns = ["ID", *BIG_VALUES, "TextDesc1"] if narrow and feed.header else list(feed.columns)
+    empty = {column: "" for column in columns}
+
+    def row(i: int, **over: str) -> bytes:
+        values = {**empty, **BIG_VALUES, "ID": str(i), **over}
+        return render_columns([values], columns, columns, feed.fmt).split(b"\n", 1)[1][:-1]  # no header, no \n
+
+    template = row(0).replace(b"0", b"{id}", 1)
+    assert template.startswith(b"{id}" + feed.sep.encode())
+    lines = [row(i, **special[i]) if i in special else template.replace(b"{id}", b"%d" % i) for i in range(1, n + 1)]
+    head = (feed.sep.join(columns) + "\n").encode() if feed.header else b""
+    return head + b"\n".join(lines) + b"\n"
+
+
+class ParserContract:
+    """Every parser: the canonical layout, typed and exact; real-file quirks; errors that name file, line and
+    field; headers by name; streaming in blocks; format sniffing."""
+
+    parser_cls: type[Parser]
+
+    @pytest.fixture(params=VARIANTS, ids=_variant_id)
+    def feed(self, request) -> Feed:
+        return Feed(self.parser_cls, *request.param)
+
+    @pytest.fixture(params=DELIMITED_VARIANTS, ids=_variant_id)
+    def delimited(self, request) -> Feed:
+        return Feed(self.parser_cls, *request.param)
+
+    @pytest.fixture(params=HEADED_VARIANTS, ids=_variant_id)
+    def headed(self, request) -> Feed:
+        return Feed(self.parser_cls, *request.param)
+
+    @pytest.fixture(params=DELIMITED)
+    def headed_delimited(self, request) -> Feed:
+        return Feed(self.parser_cls, request.param, True)
+
+    @pytest.fixture
+    def json_feed(self) -> Feed:
+        return Feed(self.parser_cls, "json", True)
+
+    def test_registered(self):
+        assert PARSERS[self.parser_cls.name] is self.parser_cls
+
+    # -- 1. typed, normalised values ---------------------------------------------------------------
+
+    def test_typed_values(self, feed):
+        rows = [
+            record(4200000001, AccountCode="0081234567", Direction="inbound", CallType="Mobile",
+                   BillDate="01/10/2026", Date="1/10/2026", Time="1:05:09 PM", UTCDateTime="2026-10-01T00:05:09Z",
+                   UTCOffset="+13:00", AParty="0016321234", BParty="+64 21 000 111", BillNumber="0099",
+                   Seconds="61", NetworkSeconds="", ConnectSeconds=" ", Charge="0.1150",
+                   ChargeExcl="12345678901234567.0000000001", FreeUnitsUsed="-1.50", TextDesc1="Mobile call",
+                   TextDesc2="", ReleaseCause="0017", Status="Ok", ServiceType="STD", BillingGroup="BG",
+                   CallingGroup="CG", Profile="P1"),
+            record(2, BillDate="20261002", UTCDateTime="02/10/2026 23:59", Seconds="0", FreeUnitsUsed=""),
+            record(3, BillDate="2026/10/03", UTCDateTime="2026-10-03 10:11:12.345", ID="+3"),
+        ]
+        got = feed.rows(feed.render(rows))
+        assert [r["position"] for r in got] == [1, 2, 3]
+        first, second, third = got
+        assert first["feed_id"] == 4200000001 and isinstance(first["feed_id"], int)
+        assert first["record_key"] == "4200000001"
+        assert first["charge"] == "0.1150" and Decimal(first["charge"]) == Decimal("0.1150")
+        assert Decimal(first["charge_excl"]) == Decimal("12345678901234567.0000000001")
+        assert Decimal(first["free_units_used"]) == Decimal("-1.50")
+        assert first["utc_time"] == "2026-10-01 00:05:09"
+        assert first["bill_date"] == "2026-10-01"
+        assert first["local_time"] == "1:05:09 PM"
+        if "Date" in feed.columns:
+            assert first["local_date"] == "1/10/2026"
+        assert first["account_code"] == "0081234567"
+        assert first["a_party"] == "0016321234"
+        assert first["b_party"] == "+64 21 000 111"
+        assert first["bill_number"] == "0099"
+        assert first["release_cause"] == "0017"
+        assert first["utc_offset"] == "+13:00"
+        assert (first["seconds"], first["network_seconds"], first["connect_seconds"]) == (61, None, None)
+        assert (first["direction"], first["call_type"], first["text_desc1"], first["call_status"]) == (
+            "inbound", "Mobile", "Mobile call", "Ok")
+        assert (first["service_type"], first["billing_group"], first["calling_group"], first["profile"]) == (
+            "STD", "BG", "CG", "P1")
+        assert first["record_type"] == "cdr"
+        assert (second["bill_date"], second["utc_time"], second["seconds"]) == ("2026-10-02", "2026-10-02 23:59:00", 0)
+        assert second["free_units_used"] is None
+        assert (third["feed_id"], third["record_key"]) == (3, "3")
+        assert (third["bill_date"], third["utc_time"]) == ("2026-10-03", "2026-10-03 10:11:12")
+        assert set(first) == set(CANONICAL_NAMES)
+
+    def test_empty_file_with_only_a_header_has_no_records(self, headed):
+        data = headed.render([])
+        assert headed.rows(data) == []
+
+    # -- 2. real-file quirks -----------------------------------------------------------------------
+
+    def test_bom_crlf_quotes_and_trailing_blank_line(self, feed):
+        tricky = 'He said "hi", then , | and \t'
+        rows = [record(1, TextDesc1=tricky, TextDesc2="two\nlines"), record(2, TextDesc1='"quoted"')]
+        data = feed.render(rows, newline="\r\n", bom=True) + b"\r\n"
+        assert data.startswith(b"\xef\xbb\xbf") and b"\r\n" in data
+        got = feed.rows(data)
+        assert [r["feed_id"] for r in got] == [1, 2]
+        assert got[0]["text_desc1"] == 'He said "hi", then , | and \t'
+        assert got[0]["text_desc2"] == "two\nlines"
+        assert got[1]["text_desc1"] == '"quoted"'
+        assert got[1]["profile"] == "Default"  # no stray \r on the last field
+        assert got[0]["charge"] == "0.1150"
+
+    def test_json_numbers_keep_their_exact_text(self, json_feed):
+        data = (b'[{"ID": 7, "BillDate": "2026-10-01", "UTCDateTime": "2026-10-01 00:05:09", "Charge": 0.1150,'
+                b' "ChargeExcl": 12345678901234567.0000000001, "FreeUnitsUsed": 1.5E2, "Seconds": 60,'
+                b' "NetworkSeconds": null, "ReleaseCause": "0017", "UTCOffset": -13, "TextDesc1": 1e-7}]')
+        (row,) = json_feed.rows(data)
+        assert (row["feed_id"], row["record_key"], row["seconds"]) == (7, "7", 60)
+        assert row["charge"] == "0.1150"
+        assert row["charge_excl"] == "12345678901234567.0000000001"
+        assert Decimal(row["free_units_used"]) == Decimal(150)
+        assert row["network_seconds"] is None
+        assert row["release_cause"] == "0017"
+        assert row["utc_offset"] == "-13"
+        assert Decimal(row["text_desc1"]) == Decimal("0.0000001")
+
+    def test_json_text_split_across_read_chunks(self, json_feed):
+        """The JSON reader takes 1 MiB at a time: a string, a \\u escape or a multi-byte UTF-8 character
+        cut by that boundary must still be read."""
+        boundary = 1 << 20
+        rows = [record(i, TextDesc1="é" * 50) for i in range(1, 3001)]
+        escaped = json_feed.render(rows)  # 'é' written as \u00e9
+        raw = json.dumps(rows, indent=1, ensure_ascii=False).encode()  # 'é' as two UTF-8 bytes
+        for data, piece, offset in [
+            (escaped, b'"Spark, mobile"', 5),  # the boundary falls inside a string
+            (escaped, b"\\u00e9", 3),  # ... inside a \u escape
+            (raw, "é".encode(), 1),  # ... between the two bytes of a character
+        ]:
+            at = data.index(piece, boundary - 5000)
+            padded = b"[" + b" " * (boundary - offset - at) + data[1:]
+            assert padded[boundary - offset: boundary - offset + len(piece)] == piece
+            got = json_feed.rows(padded)
+            assert len(got) == 3000
+            assert all(r["text_desc1"] == "é" * 50 and r["text_desc2"] == "Spark, mobile" for r in got)
+
+    # -- 3. errors name file, line and field -------------------------------------------------------
+
+    @pytest.mark.parametrize("field, value, reason", [
+        ("Charge", "0.11.5", "not a decimal amount"),
+        ("Charge", "1,50", "not a decimal amount"),
+        ("ChargeExcl", "", "required value is empty"),
+        ("Charge", "  ", "required value is empty"),
+        ("ID", "12x", "not a whole number"),
+        ("ID", "", "required value is empty"),
+        ("ID", "99999999999999999999", "not a whole number"),
+        ("Seconds", "6.5", "not a whole number"),
+        ("UTCDateTime", "2026-13-01 00:00:00", "not a UTC date and time"),
+        ("UTCDateTime", "2026-02-30 00:00:00", "not a UTC date and time"),
+        ("UTCDateTime", "2026-10-01 00:05:60", "not a UTC date and time"),
+        ("UTCDateTime", "2026-10-01 0:5:9", "not a UTC date and time"),
+        ("UTCDateTime", "2026-10-01 00:05:09+13:00", "not a UTC date and time"),
+        ("UTCDateTime", "", "required value is empty"),
+        ("BillDate", "2026-02-30", "not a date"),
+        ("BillDate", "", "required value is empty"),
+    ])
+    def test_bad_value_names_line_and_field(self, feed, field, value, reason):
+        rows = [record(1), record(2, TextDesc1="two\nlines"), record(3), record(4, **{field: value}), record(5)]
+        data = feed.render(rows)
+        err = feed.error(data)
+        # delimited, no header: rows 1, 2 (two lines), 3 on lines 1, 2-3, 4: the bad row starts on line 5
+        assert err.line == feed.record_line(data, 4, delimited_line=5)
+        assert err.field == field
+        assert reason in err.reason
+        assert err.value == value
+
+    def test_first_bad_row_is_reported(self, feed):
+        rows = [record(1), record(2, Seconds="x"), record(3, Charge="y")]
+        err = feed.error(feed.render(rows))
+        assert (err.field, err.value) == ("Seconds", "x")
+        assert err.line == feed.record_line(feed.render(rows), 2, delimited_line=2)
+
+    @pytest.mark.parametrize("extra", [1, -1])
+    def test_wrong_number_of_fields(self, delimited, extra):
+        feed = delimited
+        lines = feed.render([record(1), record(2, TextDesc1="a\nb"), record(3), record(4)]).split(b"\n")
+        bad = 4 + (1 if feed.header else 0)  # 0-based: row 1, row 2 (two lines), row 3, then row 4
+        sep = feed.sep.encode()
+        lines[bad] = lines[bad] + sep + b"extra" if extra > 0 else lines[bad].rsplit(sep, 1)[0]
+        err = feed.error(b"\n".join(lines))
+        assert err.line == bad + 1
+        assert f"found {len(feed.columns) + extra}" in err.reason
+
+    def test_invalid_utf8(self, feed):
+        rows = [record(i, TextDesc1=f"MARK{i}") for i in range(1, 6)]
+        data = feed.render(rows).replace(b"MARK4", b"\xff\xfeX")
+        err = feed.error(data)
+        assert err.line == line_of(data, b"\xff\xfeX")
+        assert "UTF-8" in err.reason
+
+    def test_header_missing_a_required_column(self, headed_delimited):
+        feed = headed_delimited
+        data = feed.render([record(1), record(2)])
+        header, rest = data.split(b"\n", 1)
+        data = header.replace(b"ChargeExcl", b"ChargeExclVat") + b"\n" + rest
+        err = feed.error(data)
+        assert (err.line, err.field) == (1, "ChargeExcl")
+        assert "missing" in err.reason
+        err = feed.error(b"\n\r\n" + data)  # after blank lines, the header is on line 3
+        assert (err.line, err.field) == (3, "ChargeExcl")
+
+    def test_header_with_a_duplicated_column(self, headed_delimited):
+        feed = headed_delimited
+        data = feed.render([record(1)])
+        header, rest = data.split(b"\n", 1)
+        data = header.replace(b"ChargeExcl", b"charge") + b"\n" + rest
+        err = feed.error(data)
+        assert err.line == 1 and err.field.lower() == "charge"
+        assert "twice" in err.reason
+
+    def test_blank_lines_before_the_header(self, headed_delimited):
+        feed = headed_delimited
+        data = b"\n\r\n" + feed.render([record(1), record(2, Charge="bad")])
+        err = feed.error(data)
+        assert (err.line, err.field) == (5, "Charge")
+        assert [r["feed_id"] for r in feed.rows(b"\n\n" + feed.render([record(1), record(2)]))] == [1, 2]
+
+    def test_json_missing_required_key(self, json_feed):
+        rows = [record(1), record(2)]
+        for row in rows:
+            del row["ChargeExcl"]
+        err = json_feed.error(json_feed.render(rows))
+        assert (err.line, err.field) == (2, "ChargeExcl")
+
+    @pytest.mark.parametrize("data, line, words", [
+        (b'{"ID": "1", "BillDate": "2026-10-01", "Charge": "1", "ChargeExcl": "1"}', 1, "not a JSON array"),
+        (b'\n\n  "just text"', 3, "not a JSON array"),
+        (b"", 1, "empty"),
+        (b'[\n {"ID": "1"},\n 5\n]', 3, "expected a JSON object"),
+        (b'[\n ["ID", "1"]\n]', 2, "expected a JSON object"),
+        (b'[\n {"ID": "1"}\n]\n[]', 4, "after the JSON array"),
+        (b'[\n {"ID": "1"},\n]', 3, "invalid JSON"),
+        (b'[\n {"ID": "1"}\n {"ID": "2"}\n]', 3, "invalid JSON"),
+        (b'[\n {"ID": "1",\n  "Charge": 01}\n]', 3, "invalid JSON"),
+    ])
+    def test_json_structure_errors(self, json_feed, data, line, words):
+        err = json_feed.error(data)
+        assert err.line == line
+        assert words in err.reason
+
+    def test_truncated_json(self, json_feed):
+        data = json_feed.render([record(1), record(2), record(3)])
+        cut_after_element = data[: data.rindex(b"}") + 1]  # the closing ']' is lost
+        err = json_feed.error(cut_after_element)
+        assert err.line == cut_after_element.count(b"\n") + 1
+        assert "not closed" in err.reason
+        mid_string = data[: data.rindex(b"Spark") + 2]
+        err = json_feed.error(mid_string)
+        assert err.line == mid_string.count(b"\n") + 1
+        assert "invalid JSON" in err.reason
+
+    def test_bad_row_far_into_a_large_file(self, headed):
+        """Row 200 000, blocks past the first: the line still counts the header and an earlier quoted newline.
+        (Header-less large files are covered by the streaming test; only the header offset differs.)"""
+        bad = 200_000
+        data = big_file(headed, bad + 1, {10: {"TextDesc1": "a\nb"}, bad: {"Charge": "0.1150x"}}, narrow=True)
+        assert len(data) > BLOCK_SIZE
+        err = headed.error(data)
+        # JSON: '[' on line 1, record k on line k + 1. Delimited: header, then row 10 takes two lines.
+        expected = bad + 1 if headed.fmt == "json" else bad + 2
+        assert (err.line, err.field, err.value) == (expected, "Charge", "0.1150x")
+
+    # -- 5. headers by name --------------------------------------------------------------------------
+
+    def test_header_in_any_order_with_unknown_columns(self, headed):
+        columns = list(reversed(headed.columns))
+        columns.insert(3, "Foo")
+        columns.append("Bar")
+        names = [c.lower() if c in ("ID", "Charge", "BillDate") else c for c in columns]
+        rows = [record(1, AParty="0011", BParty="0022", BillNumber="0033", Seconds="61", NetworkSeconds="62",
+                       ConnectSeconds="63", Charge="1.10", ChargeExcl="1.00", FreeUnitsUsed="0.5",
+                       TextDesc1="d1", TextDesc2="d2", BillDate="2026-09-30", Date="2026-10-01"),
+                record(2)]
+        for row in rows:
+            row.update(Foo="12x", Bar="not, a charge")
+        got = headed.rows(render_columns(rows, columns, names, headed.fmt))
+        first = got[0]
+        assert (first["feed_id"], first["a_party"], first["b_party"]) == (1, "0011", "0022")
+        assert first["bill_number"] == "0033"
+        assert (first["seconds"], first["network_seconds"], first["connect_seconds"]) == (61, 62, 63)
+        assert (first["charge"], first["charge_excl"], first["free_units_used"]) == ("1.10", "1.00", "0.5")
+        assert (first["text_desc1"], first["text_desc2"], first["bill_date"]) == ("d1", "d2", "2026-09-30")
+        assert [r["position"] for r in got] == [1, 2]
+
+    def test_header_with_only_some_columns(self, headed):
+        columns = ["Charge", "UTCDateTime", "ChargeExcl", "BillDate", "ID"]
+        got = headed.rows(render_columns([record(5), record(6)], columns, columns, headed.fmt))
+        assert [(r["feed_id"], r["charge"], r["utc_time"]) for r in got] == [
+            (5, "0.1150", "2026-10-01 00:05:09"), (6, "0.1150", "2026-10-01 00:05:09")]
+        assert got[0]["a_party"] is None and got[0]["seconds"] is None
+
+    # -- 6. streaming ---------------------------------------------------------------------------------
+
+    def test_large_file_streams_in_batches(self, feed):
+        n = 70_000  # > one 4 MiB block of delimited text; > one 65 536-record block of JSON
+        data = big_file(feed, n)
+        assert len(data) > BLOCK_SIZE
+        batches = feed.parser().batches(feed.source(data))
+        sizes, positions, ids = [], [], []
+        for batch in batches:
+            assert batch.schema.equals(CANONICAL_SCHEMA)
+            sizes.append(batch.num_rows)
+            positions.extend(batch.column("position").to_pylist())
+            ids.extend(batch.column("feed_id").to_pylist())
+        assert len(sizes) > 1 and max(sizes) < n
+        assert positions == list(range(1, n + 1))
+        assert ids == list(range(1, n + 1))
+
+    # -- 7. format sniffing -----------------------------------------------------------------------------
+
+    def test_format_is_sniffed_when_unknown(self, feed):
+        rows = [record(1, TextDesc1="a, b, c | d"), record(2, TextDesc2="x\ty")]
+        data = feed.render(rows, bom=True)
+        assert sniff_format(data[:4096]) == feed.fmt
+        assert feed.rows(data, file_format=None) == feed.rows(data)
+
+
+class TestHeroParser(ParserContract):
+    parser_cls = HeroParser
+
+    def test_never_sdr_by_default(self, feed):
+        rows = [record(1, CallType="Line Rental"), record(2, CallType="Broadband"),
+                record(3, BParty="", Seconds="0"), record(4, BParty="", Seconds="")]
+        assert [r["record_type"] for r in feed.rows(feed.render(rows))] == ["cdr"] * 4
+
+    def test_service_call_types_option(self, feed):
+        rows = [record(1, CallType="Line Rental"), record(2), record(3, BParty="", Seconds="0")]
+        got = feed.rows(feed.render(rows), options={"service_call_types": ["line rental"]})
+        assert [r["record_type"] for r in got] == ["sdr", "cdr", "cdr"]
+
+
+class TestTechConnectionsParser(ParserContract):
+    parser_cls = TechConnectionsParser
+
+    def test_service_fees_are_sdr(self, feed):
+        rows = [
+            record(1, CallType="Line Rental", BParty="", Seconds="0", UTCDateTime=""),
+            record(2, CallType="Broadband"),
+            record(3),  # a call
+            record(4, CallType="Toll", BParty="", Seconds="0", UTCDateTime=""),
+            record(5, CallType="  line RENTAL "),
+            record(6, BParty="", Seconds="60"),  # charged seconds: a call
+            record(7, BParty="0277000111", Seconds="0"),  # a B party: a call
+            record(8, CallType="Number Charge", BParty="", Seconds=""),
+        ]
+        got = feed.rows(feed.render(rows))
+        assert [r["record_type"] for r in got] == ["sdr", "sdr", "cdr", "sdr", "sdr", "cdr", "cdr", "sdr"]
+        assert got[0]["utc_time"] is None and got[0]["bill_date"] == "2026-10-01"
+
+    def test_a_call_must_have_its_utc_time(self, feed):
+        rows = [record(1, CallType="Line Rental", UTCDateTime=""), record(2, UTCDateTime="")]
+        err = feed.error(feed.render(rows))
+        assert (err.field, err.line) == ("UTCDateTime", feed.record_line(feed.render(rows), 2, delimited_line=2))
+
+    def test_options_override_the_defaults(self, feed):
+        rows = [record(1, CallType="Line Rental"), record(2, CallType="toll free"), record(3, BParty="", Seconds="0")]
+        options = {"service_call_types": ["Toll Free"], "service_when_no_bparty": False}
+        got = feed.rows(feed.render(rows), options=options)
+        assert [r["record_type"] for r in got] == ["cdr", "sdr", "cdr"]
+
+
+def test_sniffing_tricky_heads():
+    assert sniff_format(b"\xef\xbb\xbf \r\n [") == "json"
+    assert sniff_format(b'ID|"a,b,c"|x|y\n1,2,3,4,5,6') == "pipe"
+    assert sniff_format(b"ID,BillDate\n") == "csv"
