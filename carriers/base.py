@@ -30,7 +30,9 @@ from ingest.errors import ParseError
 DELIMITERS = {"csv": ",", "txt": "\t", "pipe": "|"}
 BLOCK_SIZE = 4 << 20
 
-# The canonical record layout every parser produces; the loader's scratch tables mirror it.
+# The canonical record layout every parser produces; the loader's scratch tables mirror it. A record's
+# identity is its carrier's ``feed_id`` when the layout has an ID; otherwise ``record_key`` (see
+# ``content_keys``) and feed_id stays null. Exactly one of the two is set.
 # Kinds: key/text (as given), int, decimal (validated decimal text), date (ISO text), utc (UTC
 # 'YYYY-MM-DD HH:MM:SS' text).
 CANONICAL: tuple[tuple[str, str], ...] = (
@@ -386,9 +388,16 @@ class Invalid:
 
 
 def normalise(kind: str, values: pa.Array, required: bool) -> tuple[pa.Array, pa.Array]:
-    """(normalised values, boolean mask of invalid rows). Empty text becomes null unless kind is text."""
+    """(normalised values, boolean mask of invalid rows). Empty text becomes null unless kind is text.
+
+    A column already in canonical form (what well-behaved carriers send) passes Arrow's strict casts and is
+    taken as it is; only a column that does not is run through the lenient normalisation below, which also
+    finds the bad rows."""
     if kind == "text":
-        return values, pc.is_null(values) if required else pa.nulls(len(values), pa.bool_()).fill_null(False)
+        return values, pc.is_null(values) if required else _none_bad(len(values))
+    fast = _canonical(kind, values, required)
+    if fast is not None:
+        return fast, _none_bad(len(values))
     trimmed = pc.utf8_trim_whitespace(values)
     empty = pc.equal(trimmed, "")
     if kind == "int":
@@ -414,6 +423,37 @@ def normalise(kind: str, values: pa.Array, required: bool) -> tuple[pa.Array, pa
         bad = pc.and_(bad, pc.invert(empty))
         converted = pc.if_else(empty, pa.scalar(None, converted.type), converted)
     return converted, bad
+
+
+def _none_bad(n: int) -> pa.Array:
+    return pc.fill_null(pa.nulls(n, pa.bool_()), False)
+
+
+def _canonical(kind: str, values: pa.Array, required: bool) -> pa.Array | None:
+    """The column converted if every value is already canonical (strict ISO date / 'YYYY-MM-DD HH:MM:SS' /
+    plain integer / plain decimal, empty only where allowed); None if any is not, or any is invalid."""
+    empty = pc.equal(values, "")
+    has_empty = pc.any(empty).as_py()
+    if has_empty and required:
+        return None
+    present = pc.if_else(empty, pa.scalar(None, pa.string()), values) if has_empty else values
+    try:
+        if kind == "int":
+            return pc.cast(present, pa.int64())
+        if kind == "decimal":
+            ok = pc.match_substring_regex(present, _DECIMAL)
+            return present if pc.all(pc.fill_null(ok, True)).as_py() else None
+        if kind == "date":
+            pc.cast(present, pa.date32())  # strict: exactly YYYY-MM-DD, a real day
+            return present
+        if kind == "utc":
+            pc.cast(present, pa.timestamp("s"))  # strict: a real time, no offset
+            shaped = pc.and_(pc.equal(pc.utf8_length(present), 19),
+                             pc.equal(pc.utf8_slice_codeunits(present, 10, 11), " "))
+            return present if pc.all(pc.fill_null(shaped, True)).as_py() else None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return None
 
 
 def _round_trips(values: pa.Array, fmt: str) -> pa.Array:

@@ -208,7 +208,7 @@ class BillingFeedParser(Parser):
             reason = REASONS[kind] if (invalid.value or "").strip() else "required value is empty"
             raise ParseError(source.name, line, invalid.field, reason, invalid.value)
 
-        out["record_key"] = pc.cast(out["feed_id"], pa.string())
+        # The ID is the key (feed_id); record_key stays null, for layouts that have no ID.
         out["record_type"] = record_type
         out["position"] = pa.array(range(block.first_ordinal + 1, block.first_ordinal + n + 1), pa.int64())
         arrays = [out.get(name, pa.nulls(n, field.type)) for name, field in zip(CANONICAL_SCHEMA.names, CANONICAL_SCHEMA)]

@@ -97,6 +97,7 @@ def show(app: App, file_id: int) -> dict[str, Any]:
 def list_records(app: App, *, file_id: int | None = None, carrier: str | None = None,
                  record_type: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     query = select(records).order_by(records.c.id)
+    span = None
     if file_id is not None:
         query = query.where(records.c.file_id == file_id)
     if carrier is not None:
@@ -107,7 +108,12 @@ def list_records(app: App, *, file_id: int | None = None, carrier: str | None = 
         query = query.limit(limit)
     with app.catalog.read() as conn:
         if file_id is not None:
-            catalog_files.get_file(conn, file_id)  # unknown id -> NotFound
+            found = catalog_files.get_file(conn, file_id)  # unknown id -> NotFound
+            span = (found["first_record_id"], found["last_record_id"])
+            if span[0] is None:
+                return []
+            # Through the primary key: records.file_id has no index on SQLite.
+            query = query.where(records.c.id.between(*span))
         return [dict(r) for r in conn.execute(query).mappings()]
 
 

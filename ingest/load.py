@@ -10,7 +10,8 @@ How a file loads (``load_file``):
 3. One catalog transaction moves them set-based: ``INSERT INTO records SELECT ... FROM scratch``, marks the
    file ``loaded`` with its counts, and audits it.
 
-Every record is unique by (carrier, record_key). The insert is optimistic: if it collides, nothing is kept
+Every record is unique by carrier and key (the carrier's ID, ``feed_id``; or, for layouts without one, a
+``record_key`` hash). The insert is optimistic: if it collides, nothing is kept
 and the file is analysed instead: keys repeated inside the file fail it; keys already loaded from other
 files hold it as ``overlap`` (how many, and from which files). A file an admin released loads only the
 records not loaded before, and records how many it skipped.
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -116,9 +116,10 @@ def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult
         open=lambda: app.staging.open_member(row["blob"], row["compression"], row["member"]),
     )
     try:
+        parse = lambda: prefetched(parser.batches(source))  # noqa: E731 - parsed again only on the slow path
         if app.catalog.is_sqlite:
-            return _load_sqlite(app, row, prefetched(parser.batches(source)), actor)
-        return _load_postgres(app, row, lambda: prefetched(parser.batches(source)), actor)
+            return _load_sqlite(app, row, parse, actor)
+        return _load_postgres(app, row, parse, actor)
     except ParseError as exc:
         return _fail(app, file_id, "parse-error", str(exc), actor)
     except InvalidState as exc:
@@ -130,15 +131,21 @@ def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult
 
 
 # ---------------------------------------------------------------------------------------------------
-# SQLite: ADBC writes the scratch file; the catalog connection attaches it and moves the rows.
+# SQLite. Fast path: with this process's other catalog connections held off, ADBC writes the records straight
+# into the catalog file, in one transaction with the file's status change. Slow path (a key collides, or the
+# file was released): ADBC writes a scratch file, the catalog connection attaches it and works set-based.
 
 
-def _load_sqlite(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor: str) -> LoadResult:
+def _load_sqlite(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBatch]], actor: str) -> LoadResult:
+    if not row["released"]:
+        result = _load_sqlite_direct(app, row, parse(), actor)
+        if result is not None:
+            return result
     scratch = Path(app.staging.tmp) / f"load-{row['id']}-{uuid.uuid4().hex}.sqlite"
     try:
-        total = _write_scratch_file(scratch, batches)
+        total = _write_scratch_file(scratch, parse())
         faults.point("load.bulk-written")
-        with app.catalog.engine.connect() as conn:
+        with app.catalog.connect() as conn:
             raw = conn.connection.driver_connection
             raw.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
             try:
@@ -152,36 +159,100 @@ def _load_sqlite(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor: 
             Path(f"{scratch}{suffix}").unlink(missing_ok=True)
 
 
-def _write_scratch_file(path: Path, batches: Iterator[pa.RecordBatch]) -> int:
+def _load_sqlite_direct(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor: str) -> LoadResult | None:
+    """Insert every record in one ADBC transaction; None if a record key collides (nothing is kept)."""
+    import adbc_driver_manager
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
+    stream, failure, counted = _counting(batches, constants=(row["id"], row["carrier"]))
+    with app.catalog.exclusive(), adbc_sqlite.connect(app.catalog.sqlite_path, autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("SELECT status FROM files WHERE id = ?", (row["id"],))
+                status = cur.fetchone()[0]
+                if status != "queued":
+                    raise InvalidState(f"file {row['id']} is {status}, not queued")
+                cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
+                before = cur.fetchone()[0]
+                try:
+                    cur.adbc_ingest("records", stream, mode="append")
+                except adbc_driver_manager.Error as exc:
+                    if failure:
+                        raise failure[0] from None
+                    if "UNIQUE constraint failed" in str(exc):
+                        cur.execute("ROLLBACK")
+                        return None
+                    raise
+                faults.point("load.bulk-written")
+                faults.point("load.inserted")
+                total = counted()
+                cur.execute("SELECT MAX(id) FROM records")
+                last = cur.fetchone()[0]
+                span = (before + 1, last) if total else (None, None)
+                catalog_files.mark_loaded_dbapi(cur, row["id"], inserted=total, skipped=0, actor=actor, span=span)
+                faults.point("load.before-commit")
+                cur.execute("COMMIT")
+                return LoadResult(row["id"], "loaded", total, 0)
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except adbc_driver_manager.Error:
+                    pass  # already rolled back
+                raise
+
+
+def _counting(batches: Iterator[pa.RecordBatch], constants: tuple = (), names: tuple[str, ...] = ("file_id", "carrier")):
+    """A RecordBatchReader over ``batches`` (with ``constants`` as leading columns), a list that receives the
+    exception the batches raised (ADBC reports it only as a stream error), and a count of rows read."""
     failure: list[BaseException] = []
     count = 0
 
-    def counted() -> Iterator[pa.RecordBatch]:
+    def generate() -> Iterator[pa.RecordBatch]:
         nonlocal count
         try:
             for batch in batches:
                 count += batch.num_rows
-                yield batch
-        except BaseException as exc:  # kept: ADBC would otherwise report it as a stream error
+                yield _with_constants(batch, constants, names) if constants else batch
+        except BaseException as exc:
             failure.append(exc)
             raise
 
-    reader = pa.RecordBatchReader.from_batches(CANONICAL_SCHEMA, counted())
+    schema = CANONICAL_SCHEMA
+    if constants:
+        schema = pa.schema([pa.field(n, _constant_type(v)) for n, v in zip(names, constants)] + list(CANONICAL_SCHEMA))
+    return pa.RecordBatchReader.from_batches(schema, generate()), failure, lambda: count
+
+
+def _constant_type(value) -> pa.DataType:
+    return pa.int64() if isinstance(value, int) else pa.string()
+
+
+def _with_constants(batch: pa.RecordBatch, constants: tuple, names: tuple[str, ...]) -> pa.RecordBatch:
+    n = batch.num_rows
+    columns = [pc.fill_null(pa.nulls(n, _constant_type(value)), value) for value in constants]
+    return pa.RecordBatch.from_arrays(columns + batch.columns, names=[*names[: len(constants)], *batch.schema.names])
+
+
+def _write_scratch_file(path: Path, batches: Iterator[pa.RecordBatch]) -> int:
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    stream, failure, counted = _counting(batches)
     with adbc_sqlite.connect(str(path), autocommit=True) as conn:
         with conn.cursor() as cur:
             cur.execute("PRAGMA journal_mode=OFF")
             cur.execute("PRAGMA synchronous=OFF")
             try:
-                cur.adbc_ingest("batch", reader, mode="create")
+                cur.adbc_ingest("batch", stream, mode="create")
             except Exception:
                 if failure:
                     raise failure[0] from None
                 raise
     if failure:
         raise failure[0]
-    return count
+    return counted()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -192,7 +263,9 @@ def _load_postgres(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBa
     """Optimistic: COPY straight into ``records`` under a savepoint. Only if a key collides (or the file was
     released, so repeats are expected) are the batches parsed again into a TEMP scratch table for the
     set-based analysis or the skip-what-is-loaded insert."""
-    with app.catalog.engine.connect() as conn:
+    import psycopg
+
+    with app.catalog.connect() as conn:
         conn = conn.execution_options(cdr_write=True)
         with conn.begin():
             _lock_queued(app, conn, row["id"])
@@ -207,7 +280,7 @@ def _load_postgres(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBa
                 else:
                     faults.point("load.bulk-written")
                     faults.point("load.inserted")
-                    return _loaded(conn, row, total, total, actor)
+                    return _loaded(app, conn, row, total, total, actor, after=0)
             columns = ", ".join(f"{name} {'BIGINT' if kind == 'int' else 'TEXT'}" for name, kind in CANONICAL)
             conn.exec_driver_sql(f"CREATE TEMP TABLE {SCRATCH} ({columns}) ON COMMIT DROP")
             total = _copy(conn, SCRATCH, CANONICAL_NAMES, parse())
@@ -227,11 +300,7 @@ def _copy(conn: Connection, table: str, columns: tuple[str, ...], batches: Itera
             n = batch.num_rows
             total += n
             if constants:
-                batch = pa.RecordBatch.from_arrays(
-                    [pc.fill_null(pa.nulls(n, pa.int64() if isinstance(value, int) else pa.string()), value)
-                     for value in constants] + batch.columns,
-                    names=[*columns[: len(constants)], *batch.schema.names],
-                )
+                batch = _with_constants(batch, constants, columns)
             sink = io.BytesIO()
             pacsv.write_csv(batch, sink, options)
             copy.write(sink.getbuffer())
@@ -248,6 +317,8 @@ def _insert_sql(app: App, scratch: str, only_new: bool) -> str:
     sql = f"INSERT INTO records ({', '.join(targets)}) SELECT {', '.join(values)} FROM {scratch} s"
     if only_new:
         sql += (" WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.carrier = CAST(:carrier AS VARCHAR)"
+                " AND s.record_key IS NULL AND r.feed_id = s.feed_id)"
+                " AND NOT EXISTS (SELECT 1 FROM records r WHERE r.carrier = CAST(:carrier AS VARCHAR)"
                 " AND r.record_key = s.record_key)")
     return sql
 
@@ -273,6 +344,7 @@ def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor
         if not begun:
             _lock_queued(app, conn, file_id)
         released = bool(row["released"])
+        before = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM records")).scalar_one()
         savepoint = conn.begin_nested() if not app.catalog.is_sqlite else None
         try:
             inserted = conn.execute(text(_insert_sql(app, scratch, only_new=released)), params).rowcount
@@ -287,7 +359,7 @@ def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor
                 transaction.commit()
             return result
         faults.point("load.inserted")
-        result = _loaded(conn, row, total, inserted, actor)
+        result = _loaded(app, conn, row, total, inserted, actor, after=before)
         if transaction is not None:
             transaction.commit()
         return result
@@ -297,12 +369,17 @@ def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor
         raise
 
 
-def _loaded(conn: Connection, row: dict, total: int, inserted: int, actor: str) -> LoadResult:
+def _loaded(app: App, conn: Connection, row: dict, total: int, inserted: int, actor: str, after: int) -> LoadResult:
+    """Mark the file loaded with its counts and the span of record ids it was given (ids above ``after``)."""
     skipped = total - inserted
-    why = f"loaded {inserted} records" + (f", skipped {skipped} already loaded" if skipped else "")
+    first = last = None
+    if inserted:
+        first, last = conn.execute(text("SELECT MIN(id), MAX(id) FROM records WHERE file_id = :id AND id > :after"),
+                                   {"id": row["id"], "after": after}).one()
     catalog_files.transition(
-        conn, row["id"], "loaded", allowed_from=("queued",), actor=actor, action="loaded", why=why,
-        records_loaded=inserted, records_skipped=skipped, error=None, reason=None,
+        conn, row["id"], "loaded", allowed_from=("queued",), actor=actor, action="loaded",
+        why=catalog_files.loaded_why(inserted, skipped), records_loaded=inserted, records_skipped=skipped,
+        error=None, reason=None, first_record_id=first, last_record_id=last,
     )
     faults.point("load.before-commit")
     return LoadResult(row["id"], "loaded", inserted, skipped)
@@ -320,8 +397,8 @@ def _lock_queued(app: App, conn: Connection, file_id: int) -> None:
 def _analyse_collision(app: App, conn: Connection, row: dict, scratch: str, actor: str) -> LoadResult:
     file_id = row["id"]
     repeated = conn.execute(text(
-        f"SELECT record_key, MIN(position), MAX(position) FROM {scratch} GROUP BY record_key HAVING COUNT(*) > 1 "
-        "ORDER BY MIN(position) LIMIT 1"
+        f"SELECT COALESCE(record_key, CAST(feed_id AS VARCHAR)) AS k, MIN(position), MAX(position) FROM {scratch} "
+        "GROUP BY COALESCE(record_key, CAST(feed_id AS VARCHAR)) HAVING COUNT(*) > 1 ORDER BY MIN(position) LIMIT 1"
     )).first()
     if repeated is not None:
         key, first, second = repeated
@@ -332,9 +409,16 @@ def _analyse_collision(app: App, conn: Connection, row: dict, scratch: str, acto
         return LoadResult(file_id, "failed", message=message)
 
     overlaps = conn.execute(text(
-        f"SELECT r.file_id, COUNT(*) FROM {scratch} s JOIN records r "
-        "ON r.carrier = :carrier AND r.record_key = s.record_key GROUP BY r.file_id ORDER BY r.file_id"
+        "SELECT file_id, SUM(n) FROM ("
+        f" SELECT r.file_id AS file_id, COUNT(*) AS n FROM {scratch} s JOIN records r"
+        "  ON r.carrier = :carrier AND r.feed_id = s.feed_id AND r.record_key IS NULL"
+        "  WHERE s.record_key IS NULL GROUP BY r.file_id"
+        " UNION ALL"
+        f" SELECT r.file_id, COUNT(*) FROM {scratch} s JOIN records r"
+        "  ON r.carrier = :carrier AND r.record_key = s.record_key GROUP BY r.file_id"
+        ") AS hits GROUP BY file_id ORDER BY file_id"
     ), {"carrier": row["carrier"]}).all()
+    overlaps = [(int(other), int(count)) for other, count in overlaps]
     overlapping = sum(count for _, count in overlaps)
     total = conn.execute(text(f"SELECT COUNT(*) FROM {scratch}")).scalar_one()
     earlier = ", ".join(f"#{other} ({count})" for other, count in overlaps)

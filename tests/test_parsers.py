@@ -203,7 +203,7 @@ class ParserContract:
         assert [r["position"] for r in got] == [1, 2, 3]
         first, second, third = got
         assert first["feed_id"] == 4200000001 and isinstance(first["feed_id"], int)
-        assert first["record_key"] == "4200000001"
+        assert first["feed_id"] == 4200000001 and first["record_key"] is None
         assert first["charge"] == "0.1150" and Decimal(first["charge"]) == Decimal("0.1150")
         assert Decimal(first["charge_excl"]) == Decimal("12345678901234567.0000000001")
         assert Decimal(first["free_units_used"]) == Decimal("-1.50")
@@ -226,7 +226,7 @@ class ParserContract:
         assert first["record_type"] == "cdr"
         assert (second["bill_date"], second["utc_time"], second["seconds"]) == ("2026-10-02", "2026-10-02 23:59:00", 0)
         assert second["free_units_used"] is None
-        assert (third["feed_id"], third["record_key"]) == (3, "3")
+        assert (third["feed_id"], third["record_key"]) == (3, None)
         assert (third["bill_date"], third["utc_time"]) == ("2026-10-03", "2026-10-03 10:11:12")
         assert set(first) == set(CANONICAL_NAMES)
 
@@ -254,7 +254,7 @@ class ParserContract:
                 b' "ChargeExcl": 12345678901234567.0000000001, "FreeUnitsUsed": 1.5E2, "Seconds": 60,'
                 b' "NetworkSeconds": null, "ReleaseCause": "0017", "UTCOffset": -13, "TextDesc1": 1e-7}]')
         (row,) = json_feed.rows(data)
-        assert (row["feed_id"], row["record_key"], row["seconds"]) == (7, "7", 60)
+        assert (row["feed_id"], row["record_key"], row["seconds"]) == (7, None, 60)
         assert row["charge"] == "0.1150"
         assert row["charge_excl"] == "12345678901234567.0000000001"
         assert Decimal(row["free_units_used"]) == Decimal(150)

@@ -9,6 +9,7 @@ transaction is ``BEGIN IMMEDIATE`` (the write lock is taken at the start, so two
 from __future__ import annotations
 
 import sqlite3
+import threading
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,22 +69,87 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+class SharedExclusiveLock:
+    """Many holders in shared mode, or one in exclusive mode; per process."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._local = threading.local()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        self._local.shared = getattr(self._local, "shared", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.shared -= 1
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        if getattr(self._local, "shared", 0):
+            raise RuntimeError("exclusive catalog access requested while this thread holds a connection")
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 class Catalog:
-    """Owns the engine. ``Catalog(url)`` creates or upgrades the schema on first use."""
+    """Owns the engine. ``Catalog(url)`` creates or upgrades the schema on first use.
+
+    On SQLite every connection of this process is opened through :meth:`connect`, under a shared lock, so
+    that the bulk loader can take :meth:`exclusive` access and write the file through ADBC's own SQLite
+    library: two SQLite libraries in one process must never have the same file open at once (their POSIX
+    locks would not see each other).
+    """
 
     def __init__(self, url: str, migrate: bool = True):
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
+        self._access = SharedExclusiveLock()
         if migrate:
             self.migrate()
+
+    @property
+    def sqlite_path(self) -> str | None:
+        return make_url(self.url).database if self.is_sqlite else None
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection of this process's engine (under the shared lock on SQLite)."""
+        if not self.is_sqlite:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        with self._access.shared(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No connection of this process is open on the catalog while this is held (SQLite)."""
+        with self._access.exclusive():
+            yield
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
     def current_revision(self) -> str | None:
-        with self.mapped_errors(), self.engine.connect() as conn:
+        with self.mapped_errors(), self.connect() as conn:
             try:
                 return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
             except (OperationalError, ProgrammingError):
@@ -98,7 +164,7 @@ class Catalog:
 
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.mapped_errors(), self.engine.connect() as conn:
+        with self.mapped_errors(), self.connect() as conn:
             if not self.is_sqlite:
                 # Two processes starting together must not both create the schema.
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key("cdr-migrate")})
@@ -114,7 +180,7 @@ class Catalog:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self.mapped_errors(), self.engine.connect() as conn:
+        with self.mapped_errors(), self.connect() as conn:
             conn = conn.execution_options(cdr_write=True)
             with conn.begin():
                 yield conn
@@ -122,7 +188,7 @@ class Catalog:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only snapshot."""
-        with self.mapped_errors(), self.engine.connect() as conn:
+        with self.mapped_errors(), self.connect() as conn:
             with conn.begin():
                 yield conn
 

@@ -98,6 +98,30 @@ def transition(
     return current
 
 
+def loaded_why(inserted: int, skipped: int) -> str:
+    return f"loaded {inserted} records" + (f", skipped {skipped} already loaded" if skipped else "")
+
+
+def mark_loaded_dbapi(cursor, file_id: int, *, inserted: int, skipped: int, actor: str,
+                      span: tuple[int | None, int | None]) -> None:
+    """The ``queued -> loaded`` transition and its audit event, for the SQLite bulk path whose transaction
+    runs on an ADBC (DBAPI, qmark) cursor rather than a SQLAlchemy connection. The caller holds the write
+    lock (BEGIN IMMEDIATE) and has checked the file is queued. Timestamps are written in the form the
+    SQLite dialect stores ``UTCDateTime``."""
+    stamp = now().replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    why = loaded_why(inserted, skipped)
+    cursor.execute(
+        "UPDATE files SET status = 'loaded', records_loaded = ?, records_skipped = ?, error = NULL, reason = NULL,"
+        " first_record_id = ?, last_record_id = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+        (inserted, skipped, span[0], span[1], stamp, file_id),
+    )
+    cursor.execute(
+        "INSERT INTO file_events (file_id, at, actor, action, from_status, to_status, reason)"
+        " VALUES (?, ?, ?, 'loaded', 'queued', 'loaded', ?)",
+        (file_id, stamp, actor, why),
+    )
+
+
 def audit(conn: Connection, file_id: int, *, actor: str, action: str, why: str | None) -> None:
     """Record an event that does not change the status (for example a retry that loads nothing new)."""
     status = get_file(conn, file_id)["status"]

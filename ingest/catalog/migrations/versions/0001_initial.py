@@ -42,6 +42,8 @@ def upgrade() -> None:
         sa.Column("released", sa.Boolean, nullable=False),
         sa.Column("records_loaded", sa.BigInteger, nullable=False),
         sa.Column("records_skipped", sa.BigInteger, nullable=False),
+        sa.Column("first_record_id", sa.BigInteger),
+        sa.Column("last_record_id", sa.BigInteger),
         sa.Column("received_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_files"),
@@ -83,7 +85,7 @@ def upgrade() -> None:
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("file_id", Id, nullable=False),
         sa.Column("carrier", sa.String, nullable=False),
-        sa.Column("record_key", sa.String, nullable=False),
+        sa.Column("record_key", sa.String),
         sa.Column("record_type", sa.String(3), nullable=False),
         sa.Column("position", sa.BigInteger, nullable=False),
         sa.Column("feed_id", sa.BigInteger),
@@ -113,10 +115,14 @@ def upgrade() -> None:
         sa.Column("calling_group", sa.String),
         sa.Column("profile", sa.String),
         sa.PrimaryKeyConstraint("id", name="pk_records"),
-        sa.ForeignKeyConstraint(["file_id"], ["files.id"], name="fk_records_file_id_files"),
-        sa.UniqueConstraint("carrier", "record_key", name="uq_records_carrier_record_key"),
+        sa.UniqueConstraint("carrier", "feed_id", name="uq_records_carrier_feed_id"),
     )
-    op.create_index("ix_records_file_id", "records", ["file_id"])
+    op.create_index("uq_records_carrier_record_key", "records", ["carrier", "record_key"], unique=True,
+                    sqlite_where=sa.text("record_key IS NOT NULL"),
+                    postgresql_where=sa.text("record_key IS NOT NULL"))
+    if op.get_bind().dialect.name == "postgresql":
+        # Cheap to keep for rows that arrive in file order. SQLite finds a file's records by its id range.
+        op.create_index("ix_records_file_id", "records", ["file_id"], postgresql_using="brin")
 
 
 def downgrade() -> None:
