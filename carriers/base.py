@@ -28,7 +28,7 @@ import pyarrow.csv as pcsv
 from ingest.errors import ParseError
 
 DELIMITERS = {"csv": ",", "txt": "\t", "pipe": "|"}
-BLOCK_SIZE = 4 << 20
+BLOCK_SIZE = 1 << 20
 
 # The canonical record layout every parser produces; the loader's scratch tables mirror it. A record's
 # identity is its carrier's ``feed_id`` when the layout has an ID; otherwise ``record_key`` (see

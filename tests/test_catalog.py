@@ -30,3 +30,13 @@ def test_first_use_creates_the_schema_and_reuse_is_idempotent(database_url):
     again = Catalog(database_url)  # a second process finds it current
     assert again.current_revision() == HEAD_REVISION
     again.dispose()
+
+
+def test_a_new_sqlite_catalog_uses_wal_and_8k_pages(tmp_path):
+    catalog = Catalog(f"sqlite:///{tmp_path}/new.sqlite")
+    try:
+        with catalog.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 8192
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        catalog.dispose()
