@@ -97,6 +97,39 @@ class Parser(ABC):
         """Yield the file's records in the CANONICAL layout, or raise ParseError (file, line, field)."""
 
 
+class ContentKeys:
+    """Record keys for layouts without an ID: ``h:`` + xxh3-128 of the normalised record (every canonical
+    field but its position, type and keys) + ``:`` + its occurrence among identical records so far in the
+    file. The same record in another file gets the same key, so it is never loaded twice; a file that
+    really holds the same call twice keeps both (occurrences 1 and 2). Use one instance per file."""
+
+    IGNORED = ("record_key", "record_type", "position", "feed_id")
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, int] = {}
+
+    def keys(self, batch: pa.RecordBatch) -> pa.Array:
+        import xxhash
+
+        parts = [pc.fill_null(pc.cast(batch.column(name), pa.string()), "\x00")
+                 for name in batch.schema.names if name not in self.IGNORED]
+        joined = pc.binary_join_element_wise(*parts, "\x1f") if parts else pa.array([""] * batch.num_rows)
+        out = []
+        for text in joined.to_pylist():
+            digest = xxhash.xxh3_128_digest(text.encode("utf-8"))
+            occurrence = self.seen.get(digest, 0) + 1
+            self.seen[digest] = occurrence
+            out.append(f"h:{digest.hex()}:{occurrence}")
+        return pa.array(out, pa.string())
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch with record_key set and feed_id cleared."""
+        index = batch.schema.get_field_index("record_key")
+        batch = batch.set_column(index, "record_key", self.keys(batch))
+        index = batch.schema.get_field_index("feed_id")
+        return batch.set_column(index, "feed_id", pa.nulls(batch.num_rows, pa.int64()))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Reading: rows of text, in blocks.
 
