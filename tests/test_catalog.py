@@ -40,3 +40,28 @@ def test_a_new_sqlite_catalog_uses_wal_and_8k_pages(tmp_path):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         catalog.dispose()
+
+
+def test_two_catalogs_on_one_sqlite_file_share_the_bulk_load_lock(tmp_path):
+    """ADBC's own SQLite must never write the file while another connection of this process has it open,
+    even one opened through a second Catalog object."""
+    import threading
+
+    first = Catalog(f"sqlite:///{tmp_path}/one.sqlite")
+    second = Catalog(f"sqlite:///{tmp_path}/./one.sqlite", migrate=False)
+    try:
+        entered = threading.Event()
+
+        def bulk_load():
+            with second.exclusive():
+                entered.set()
+
+        with first.connect():
+            worker = threading.Thread(target=bulk_load)
+            worker.start()
+            assert not entered.wait(0.3)  # held off while a connection is open
+        assert entered.wait(5)
+        worker.join(5)
+    finally:
+        first.dispose()
+        second.dispose()

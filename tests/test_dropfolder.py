@@ -185,12 +185,13 @@ def test_a_closed_file_younger_than_min_age_waits_until_old_enough(setup, collec
     app = setup(source_toml("drop", folder, min_age_seconds=5))
     clock = Clock(time.time())
     dropfolder = collector(app, clock=clock, watching=True)
-    drop(folder / "hero_cdr_20261001.csv", feed(1), age=0)
+    path = drop(folder / "hero_cdr_20261001.csv", feed(1), age=0)
     barrier(dropfolder, folder)
+    clock.now = path.stat().st_mtime + 1  # by the collector's clock the file is 1 s old, however slow set-up was
 
     assert dropfolder.collect().received == []
     assert dropfolder.pending() == 1
-    clock.advance(6)
+    clock.advance(5)
     assert [r.name for r in dropfolder.collect().received] == ["hero_cdr_20261001.csv"]
 
 

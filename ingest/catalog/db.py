@@ -8,6 +8,7 @@ transaction is ``BEGIN IMMEDIATE`` (the write lock is taken at the start, so two
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import zlib
@@ -110,6 +111,17 @@ class SharedExclusiveLock:
                 self._cond.notify_all()
 
 
+_FILE_LOCKS: dict[str, SharedExclusiveLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: str | None) -> SharedExclusiveLock:
+    """One lock per database file per process, however many Catalog objects point at it."""
+    key = os.path.realpath(path) if path and path != ":memory:" else f"memory:{id(object())}"
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, SharedExclusiveLock())
+
+
 class Catalog:
     """Owns the engine. ``Catalog(url)`` creates or upgrades the schema on first use.
 
@@ -123,7 +135,7 @@ class Catalog:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
-        self._access = SharedExclusiveLock()
+        self._access = _lock_for(make_url(self.url).database) if self.is_sqlite else SharedExclusiveLock()
         if migrate:
             self.migrate()
 
