@@ -39,7 +39,7 @@ from carriers import CANONICAL, CANONICAL_NAMES, CANONICAL_SCHEMA, Source, parse
 from . import faults
 from .app import App
 from .catalog import files as catalog_files
-from .errors import CdrError, InvalidState, ParseError
+from .errors import CdrError, DatabaseBusy, InvalidState, ParseError
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,10 @@ def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult
     except CdrError as exc:
         if exc.transient:
             raise
-        return _fail(app, file_id, "load-error", str(exc), actor)
+        return _fail(app, file_id, "load-error", f"file #{file_id} ({row['name']}): {exc}", actor)
+    except OSError as exc:  # the staged bytes cannot be read (removed or damaged by hand)
+        message = f"file #{file_id} ({row['name']}): cannot read its staged bytes: {exc.strerror or exc}"
+        return _fail(app, file_id, "load-error", message, actor)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -185,7 +188,7 @@ def _load_sqlite_direct(app: App, row: dict, batches: Iterator[pa.RecordBatch], 
                     if "UNIQUE constraint failed" in str(exc):
                         cur.execute("ROLLBACK")
                         return None
-                    raise
+                    raise _mapped_adbc(exc) from exc
                 faults.point("load.bulk-written")
                 faults.point("load.inserted")
                 total = counted()
@@ -202,6 +205,14 @@ def _load_sqlite_direct(app: App, row: dict, batches: Iterator[pa.RecordBatch], 
                 except adbc_driver_manager.Error:
                     pass  # already rolled back
                 raise
+
+
+def _mapped_adbc(exc: Exception) -> Exception:
+    """ADBC's SQLite errors, mapped once: a locked or busy database is worth retrying."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return DatabaseBusy(f"catalog database busy: {str(exc).strip().splitlines()[0]}")
+    return exc
 
 
 def _counting(batches: Iterator[pa.RecordBatch], constants: tuple = (), names: tuple[str, ...] = ("file_id", "carrier")):
@@ -263,6 +274,15 @@ def _load_postgres(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBa
     """Optimistic: COPY straight into ``records`` under a savepoint. Only if a key collides (or the file was
     released, so repeats are expected) are the batches parsed again into a TEMP scratch table for the
     set-based analysis or the skip-what-is-loaded insert."""
+    import psycopg
+
+    try:
+        return _load_postgres_copy(app, row, parse, actor)
+    except psycopg.OperationalError as exc:  # the raw COPY cursor is below SQLAlchemy's error mapping
+        raise DatabaseBusy(f"catalog database unreachable during load: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _load_postgres_copy(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBatch]], actor: str) -> LoadResult:
     import psycopg
 
     with app.catalog.connect() as conn:

@@ -35,7 +35,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 ZIP_EMPTY_MAGIC = b"PK\x05\x06"
 
 
-class ContentError(Exception):
+class ContentError(IntakeError):
     """The content cannot be read as what it claims to be (corrupt archive, decompression limit)."""
 
 

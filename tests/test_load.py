@@ -202,3 +202,33 @@ def test_loaded_file_status_change_is_audited(app):
     assert [(e["action"], e["from_status"], e["to_status"], e["actor"]) for e in history] == [
         ("received", None, "queued", "tester"), ("loaded", "queued", "loaded", "loader")]
     assert "loaded 1 records" in history[-1]["reason"]
+
+
+def test_staged_bytes_gone_missing_fail_the_load_clearly_and_keep_the_file(app):
+    got = upload(app, render([record(1)]), "hero_cdr_20261001.csv")
+    blob = app.staging.path_of(row(app, got.id)["blob"])
+    blob.chmod(0o644)
+    blob.unlink()
+    [result] = load_queued(app)
+    stored = row(app, got.id)
+    assert (result.status, stored["status"], stored["reason"]) == ("failed", "failed", "load-error")
+    assert "cannot read its staged bytes" in stored["error"] and "hero_cdr_20261001.csv" in stored["error"]
+
+
+def test_decompression_limit_met_while_loading_fails_the_file(make_config):
+    import gzip
+
+    data = gzip.compress(render([record(i) for i in range(1, 2001)]))
+    roomy = app_with(make_config, "")
+    try:
+        got = upload(roomy, data, "hero_cdr_20261001.csv.gz")
+    finally:
+        roomy.close()
+    tight = app_with(make_config, "[intake]\nmax_expanded_bytes = 1000\n")  # limits lowered since intake
+    try:
+        [result] = load_queued(tight)
+        assert result.status == "failed"
+        assert "intake.max_expanded_bytes" in row(tight, got.id)["error"]
+        assert record_count(tight) == 0
+    finally:
+        tight.close()
