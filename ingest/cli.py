@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -106,6 +107,15 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 48 else text[:47] + "…"
 
 
+def period_option(func: Callable) -> Callable:
+    def check(_ctx, _param, value):
+        if value is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+            raise click.BadParameter("a billing period is YYYY-MM, e.g. 2026-10")
+        return value
+
+    return click.option("--period", callback=check, help="Billing period, YYYY-MM.")(func)
+
+
 def handled(func: Callable) -> Callable:
     """Turn the project's errors into one line on stderr and exit status 1."""
 
@@ -163,7 +173,7 @@ def cli(ctx: click.Context, config_path: str | None, actor: str, verbose: bool) 
 @click.option("--carrier", required=True, help="The carrier the files come from (as configured).")
 @click.option("--type", "file_type", required=True, type=click.Choice(FILE_TYPES), help="cdr (calls) or sdr (fees).")
 @click.option("--cadence", type=click.Choice(CADENCES), help="daily, monthly, ... (else from the carrier's rules).")
-@click.option("--period", help="Billing period YYYY-MM (else from the file name, if its rule has one).")
+@period_option
 @click.option("--format", "file_format", type=click.Choice(FORMATS), help="csv, txt, pipe or json (else from the name).")
 @click.option("--no-load", is_flag=True, help="Only stage and catalog; leave loading to `cdr load` or the daemon.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -213,7 +223,7 @@ def _report_files(app: App, received, as_json: bool) -> None:
 @click.option("--type", "file_type", type=click.Choice(FILE_TYPES))
 @click.option("--cadence", type=click.Choice(CADENCES))
 @click.option("--status", type=click.Choice(catalog_files.STATUSES))
-@click.option("--period", help="Billing period, YYYY-MM.")
+@period_option
 @click.option("--limit", type=int, help="At most this many files.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx

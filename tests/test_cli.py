@@ -153,3 +153,8 @@ def test_the_installed_command_runs_and_hides_the_database_password(tmp_path):
     assert result.stderr.startswith("error: catalog database busy or unreachable")
     assert "s3cret-pw" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_malformed_period_is_refused(run):
+    result = run("files", "--period", "2026-1")
+    assert result.exit_code == 2 and "YYYY-MM" in result.output
