@@ -2,13 +2,14 @@
 
 How a file loads (``load_file``):
 
-1. Its staged bytes are streamed through the carrier's parser into Arrow batches, already validated.
-   A bad record fails the whole file (``failed``, the error naming line and field); nothing is loaded.
-2. The batches are bulk-written to a scratch table: on SQLite through ADBC into a separate scratch file
-   (ADBC carries its own SQLite library, which must never lock the catalog file itself); on PostgreSQL by
-   COPY into a TEMP table inside the load transaction.
-3. One catalog transaction moves them set-based: ``INSERT INTO records SELECT ... FROM scratch``, marks the
-   file ``loaded`` with its counts, and audits it.
+1. Its staged bytes are streamed through the carrier's parser into Arrow batches, already validated,
+   parsed a few batches ahead in a thread. A bad record fails the whole file (``failed``, the error naming
+   line and field); nothing is loaded.
+2. Fast path, one transaction: the batches go straight into ``records`` (SQLite: through ADBC, with this
+   process's other catalog connections held off, since ADBC carries its own SQLite library; PostgreSQL:
+   COPY under a savepoint), and the file is marked ``loaded`` with its counts and audited.
+3. Slow path, when a key collides or the file was released: the batches are parsed again into a scratch
+   table (an ADBC-written file attached to the catalog; a TEMP table) and moved set-based.
 
 Every record is unique by carrier and key (the carrier's ID, ``feed_id``; or, for layouts without one, a
 ``record_key`` hash). The insert is optimistic: if it collides, nothing is kept
@@ -440,6 +441,8 @@ def _analyse_collision(app: App, conn: Connection, row: dict, scratch: str, acto
     ), {"carrier": row["carrier"]}).all()
     overlaps = [(int(other), int(count)) for other, count in overlaps]
     overlapping = sum(count for _, count in overlaps)
+    if not overlapping:  # what collided was a concurrent load that has since rolled back
+        raise DatabaseBusy(f"file #{file_id}: a concurrent load collided with it; it stays queued for a retry")
     total = conn.execute(text(f"SELECT COUNT(*) FROM {scratch}")).scalar_one()
     earlier = ", ".join(f"#{other} ({count})" for other, count in overlaps)
     message = f"{overlapping} of {total} records were already loaded, from {earlier}"
