@@ -375,8 +375,11 @@ def watch(c: Context, sources: Iterable[str], no_load: bool, once: bool):
         app.config.source(name)
     if once:
         for result in watch_once(app, sources=names, load=not no_load):
-            for r in result.received:
-                click.echo(f"{result.source}: #{r.id} {r.name}: {r.status}")
+            with app.catalog.read() as conn:
+                for r in result.received:
+                    now = catalog_files.get_file(conn, r.id)
+                    reason = f" ({now['reason']})" if now["reason"] else ""
+                    click.echo(f"{result.source}: #{r.id} {r.name}: {now['status']}{reason}")
             for error in result.errors:
                 click.echo(f"{result.source}: error: {error}", err=True)
         return

@@ -158,3 +158,21 @@ def test_the_installed_command_runs_and_hides_the_database_password(tmp_path):
 def test_a_malformed_period_is_refused(run):
     result = run("files", "--period", "2026-1")
     assert result.exit_code == 2 and "YYYY-MM" in result.output
+
+
+def test_watch_once_takes_dropped_files_and_reports_their_final_status(make_config, tmp_path):
+    import os
+    import time as _time
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = make_config(f'[[sources]]\nname = "drop"\nkind = "dropfolder"\npath = "{inbox}"\n'
+                         'carrier = "hero"\ntype = "cdr"\nsettle_seconds = 60\n')
+    path = inbox / "hero_cdr_20261001.csv"
+    path.write_bytes(render([record(1), record(2)]))
+    old = _time.time() - 3600
+    os.utime(path, (old, old))
+    result = CliRunner().invoke(cli, ["--config", str(config), "watch", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "drop: #1 hero_cdr_20261001.csv: loaded" in result.output
+    assert (inbox / "done" / "hero_cdr_20261001.csv").exists() and not path.exists()
