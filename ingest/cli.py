@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import sys
 import threading
+import traceback
 from datetime import date, datetime
 from decimal import Decimal
 from functools import wraps
@@ -124,6 +126,8 @@ def handled(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except CdrError as exc:
+            if os.environ.get("CDR_DEBUG"):
+                traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 

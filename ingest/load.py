@@ -40,6 +40,7 @@ from carriers import CANONICAL, CANONICAL_NAMES, CANONICAL_SCHEMA, Source, parse
 from . import faults
 from .app import App
 from .catalog import files as catalog_files
+from .catalog.db import SQLITE_BUSY_SECONDS
 from .errors import CdrError, DatabaseBusy, InvalidState, ParseError
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def _load_sqlite_direct(app: App, row: dict, batches: Iterator[pa.RecordBatch], 
     stream, failure, counted = _counting(batches, constants=(row["id"], row["carrier"]))
     with app.catalog.exclusive(), adbc_sqlite.connect(app.catalog.sqlite_path, autocommit=True) as conn:
         with conn.cursor() as cur:
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("BEGIN IMMEDIATE")
             try:

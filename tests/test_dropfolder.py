@@ -108,13 +108,12 @@ def take(collector: DropFolder, count: int = 1, timeout: float = TIMEOUT) -> lis
 def barrier(collector: DropFolder, folder: Path) -> None:
     """Return once the observer has dispatched every event that happened in ``folder`` before this call.
 
-    inotify events arrive in order; a dot-file's creation (never a candidate) wakes the collector, so once
-    the wake is seen, every earlier event was handled.
+    inotify events arrive in order and are dispatched in order; once the watcher has dispatched an event
+    for a dot-file made here (never a candidate), every earlier event was handled.
     """
-    collector.wake.clear()
     marker = folder / f".barrier-{time.monotonic_ns()}"
     marker.touch()
-    wait_until(collector.wake.is_set, what="the observer to catch up")
+    wait_until(lambda: collector.last_event_name == marker.name, what="the observer to catch up")
     marker.unlink()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration. Checked against migrations/versions by the test suite; lets a process that finds the
 # schema current skip loading Alembic at all.
 HEAD_REVISION = "0001"
+# How long a SQLite writer waits for another to finish before giving up (as a transient error).
+SQLITE_BUSY_SECONDS = 60
 
 
 def normalise_url(url: str) -> str:
@@ -49,7 +52,7 @@ def make_engine(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # NullPool: a connection per use, so no idle connection holds the file across a fork or an ATTACH.
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_SECONDS})
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_connection, _record):
@@ -59,7 +62,7 @@ def make_engine(url: str) -> Engine:
             # Takes effect only when the file is created: 8 KiB pages cut a bulk load's time by a quarter
             # (measured: 1M records 3.4 s -> 2.4 s) against the 4 KiB default.
             cursor.execute("PRAGMA page_size=8192")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -71,6 +74,21 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _switch_to_wal(cursor, budget_seconds: float = SQLITE_BUSY_SECONDS) -> None:
+    """Put the database in WAL mode. Only a new file needs switching, and two processes creating it together
+    race for that: the switch does not wait on SQLite's busy handler, so it is retried here."""
+    deadline = time.monotonic() + budget_seconds
+    delay = 0.01
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)  # another process holds the new file; back off and look again
+            delay = min(delay * 2, 0.5)
 
 
 class SharedExclusiveLock:
@@ -167,8 +185,10 @@ class Catalog:
         with self.mapped_errors(), self.connect() as conn:
             try:
                 return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-            except (OperationalError, ProgrammingError):
-                return None
+            except (OperationalError, ProgrammingError) as exc:
+                if "no such table" in str(exc) or "does not exist" in str(exc):
+                    return None  # a new database
+                raise
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (creating it on an empty database)."""
@@ -180,8 +200,11 @@ class Catalog:
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.mapped_errors(), self.connect() as conn:
+            # Two processes starting together must not both create the schema: on SQLite the migration's
+            # transaction takes the write lock first (BEGIN IMMEDIATE, waiting its turn); on PostgreSQL an
+            # advisory lock does.
+            conn = conn.execution_options(cdr_write=True)
             if not self.is_sqlite:
-                # Two processes starting together must not both create the schema.
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key("cdr-migrate")})
             try:
                 cfg.attributes["connection"] = conn

@@ -77,6 +77,7 @@ class DropFolder(Collector):
         self._finished: dict[str, int] = {}  # name -> mtime_ns when closed-after-write / renamed in
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, first seen so)
         self._observer = None
+        self.last_event_name: str | None = None
 
     # -- watching -----------------------------------------------------------------------------------
 
@@ -106,6 +107,13 @@ class DropFolder(Collector):
                     return
                 if target and os.path.dirname(os.path.realpath(target)) == folder:
                     collector._note_finished(os.path.basename(target))
+
+            def dispatch(self, event):
+                super().dispatch(event)
+                # Events are dispatched in order: once a given file's event shows here, every earlier one
+                # has been handled (what tests and health checks wait on).
+                if not event.is_directory:
+                    collector.last_event_name = os.path.basename(os.fsdecode(event.src_path))
 
         self._observer = _observer()
         try:
