@@ -203,3 +203,31 @@ records = Table(
           sqlite_where=text("record_key IS NOT NULL"), postgresql_where=text("record_key IS NOT NULL")),
     # PostgreSQL also gets a BRIN index on file_id (see the migration): records arrive in file order.
 )
+
+
+# Remote state (collectors of remote servers). ``remote_collected``: every remote entry a source took, by
+# path, size and mtime (whole seconds), committed with the file's catalog row; an entry listed again the same
+# is never fetched again, one whose size or mtime changed is. ``remote_pending``: entries seen once and
+# waiting for a second listing to show them unchanged (a file still being written changes in between).
+remote_collected = Table(
+    "remote_collected",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String, nullable=False),
+    Column("path", String, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime", BigInteger, nullable=False),
+    Column("file_id", Id),
+    Column("collected_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source", "path", "size", "mtime"),
+)
+
+remote_pending = Table(
+    "remote_pending",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("path", String, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime", BigInteger, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+)

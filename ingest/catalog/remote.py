@@ -1,0 +1,50 @@
+"""Catalog operations on remote state: what a source has collected, and what it has seen but not taken."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, and_, delete, insert, select, update
+
+from .files import now
+from .schema import remote_collected, remote_pending
+
+
+def collected_keys(conn: Connection, source: str, directory: str) -> set[tuple[str, int, int]]:
+    """(path, size, mtime) of every entry ``source`` collected under ``directory``."""
+    prefix = directory.rstrip("/") + "/"
+    query = select(remote_collected.c.path, remote_collected.c.size, remote_collected.c.mtime).where(
+        remote_collected.c.source == source, remote_collected.c.path.startswith(prefix, autoescape=True)
+    )
+    return {(path, size, mtime) for path, size, mtime in conn.execute(query)}
+
+
+def record_collected(conn: Connection, source: str, path: str, size: int, mtime: int, file_id: int | None) -> None:
+    """In the intake transaction: mark the entry collected and forget it as pending."""
+    conn.execute(insert(remote_collected).values(source=source, path=path, size=size, mtime=mtime, file_id=file_id,
+                                                 collected_at=now()))
+    conn.execute(delete(remote_pending).where(remote_pending.c.source == source, remote_pending.c.path == path))
+
+
+def pending(conn: Connection, source: str) -> dict[str, tuple[int, int]]:
+    rows = conn.execute(select(remote_pending.c.path, remote_pending.c.size, remote_pending.c.mtime)
+                        .where(remote_pending.c.source == source))
+    return {path: (size, mtime) for path, size, mtime in rows}
+
+
+def observe(conn: Connection, source: str, path: str, size: int, mtime: int, known: tuple[int, int] | None) -> None:
+    """Remember the entry as seen now with this size and mtime (a later listing must show it the same)."""
+    if known is None:
+        conn.execute(insert(remote_pending).values(source=source, path=path, size=size, mtime=mtime, seen_at=now()))
+    else:
+        conn.execute(update(remote_pending)
+                     .where(and_(remote_pending.c.source == source, remote_pending.c.path == path))
+                     .values(size=size, mtime=mtime, seen_at=now()))
+
+
+def forget_pending(conn: Connection, source: str, present: set[str], directory: str) -> None:
+    """Drop pending entries under ``directory`` that are no longer listed."""
+    prefix = directory.rstrip("/") + "/"
+    rows = conn.execute(select(remote_pending.c.path).where(
+        remote_pending.c.source == source, remote_pending.c.path.startswith(prefix, autoescape=True)))
+    gone = [path for (path,) in rows if path not in present]
+    if gone:
+        conn.execute(delete(remote_pending).where(remote_pending.c.source == source, remote_pending.c.path.in_(gone)))
