@@ -156,9 +156,10 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--by", "actor", default=default_actor, show_default="your user name",
               help="Who is acting, for the audit trail.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line (implies --verbose).")
 @click.version_option(package_name="cdr-ingest")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, actor: str, verbose: bool) -> None:
+def cli(ctx: click.Context, config_path: str | None, actor: str, verbose: bool, log_json: bool) -> None:
     """cdr-ingest: carrier billing files in, each record loaded exactly once.
 
     \b
@@ -166,8 +167,9 @@ def cli(ctx: click.Context, config_path: str | None, actor: str, verbose: bool) 
       cdr upload samples/hero/hero_cdr_20261001.csv --carrier hero --type cdr
       cdr files --status held
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import configure
+
+    configure(verbose, log_json)
     ctx.obj = Context(config_path, actor)
     ctx.call_on_close(lambda: ctx.obj._app.close() if ctx.obj._app else None)
 
@@ -397,6 +399,103 @@ def watch(c: Context, sources: Iterable[str], no_load: bool, once: bool):
                 click.echo(f"{result.source}: #{r.id} {r.name}: {r.status}")
 
     run_watch(app, stop=stop, sources=names, load=not no_load, on_pass=report)
+
+
+@cli.command()
+@click.option("--source", "sources", multiple=True, help="Only this source (repeatable); default: every remote source.")
+@click.option("--no-load", is_flag=True, help="Only collect; leave loading to `cdr load` or the daemon.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def collect(c: Context, sources: Iterable[str], no_load: bool, as_json: bool):
+    """Run one collection pass now, in the foreground, then load what came in.
+
+    \b
+    Example:
+      cdr collect --source hero-sftp
+    """
+    from .daemon import remote_sources, run_pass
+
+    app = c.app
+    names = list(sources) or remote_sources(app)
+    rows = []
+    for name in names:
+        app.config.source(name)
+        if sys.stdout.isatty() and not as_json:
+            click.echo(f"{name}: collecting ...")
+        result, next_run = run_pass(app, name)
+        rows.append({"source": name, "received": [r.__dict__ for r in result.received], "errors": result.errors,
+                     "next_run": next_run})
+        if not as_json:
+            for r in result.received:
+                click.echo(f"{name}: #{r.id} {r.name}: {r.status}" + (f" ({r.reason})" if r.reason else ""))
+            for error in result.errors:
+                click.echo(f"{name}: error: {error}", err=True)
+    if not no_load:
+        load_queued(app)
+    if as_json:
+        emit_json(rows)
+    if any(row["errors"] for row in rows):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def status(c: Context, as_json: bool):
+    """Show each source's last attempt, last success, last error, next run and files collected, and the
+    load backlog with the held and failed counts.
+
+    \b
+    Example:
+      cdr status --json
+    """
+    from .catalog import sources as source_states
+
+    app = c.app
+    with app.catalog.read() as conn:
+        states = source_states.all_states(conn)
+        counts = catalog_files.status_counts(conn)
+    sources_out = []
+    for spec in app.config.sources:
+        state = states.get(spec.name, {})
+        sources_out.append({
+            "source": spec.name, "kind": spec.kind,
+            "last_attempt": state.get("last_attempt_at"), "last_success": state.get("last_success_at"),
+            "last_error": state.get("last_error"), "failures_in_a_row": state.get("consecutive_failures", 0),
+            "next_run": state.get("next_run_at"), "files_collected": state.get("files_collected", 0),
+        })
+    files_out = {"queued": counts.get("queued", 0), "held": counts.get("held", 0), "failed": counts.get("failed", 0),
+                 "loaded": counts.get("loaded", 0)}
+    if as_json:
+        emit_json({"sources": sources_out, "files": files_out})
+        return
+    emit_table(sources_out, ("source", "kind", "last_attempt", "last_success", "next_run", "files_collected",
+                             "failures_in_a_row", "last_error"))
+    click.echo(f"\nload backlog: {files_out['queued']} queued; {files_out['held']} held; {files_out['failed']} failed")
+
+
+@cli.command()
+@click.option("--no-load", is_flag=True, help="Collect only; do not load.")
+@pass_ctx
+@handled
+def daemon(c: Context, no_load: bool):
+    """Run every source on its schedule, the drop-folder watcher and the loader, until SIGTERM/SIGINT.
+
+    \b
+    Example:
+      cdr daemon
+      cdr --log-json daemon      # one JSON object per log line
+    """
+    from .daemon import run_daemon
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger(__name__).info("daemon started", extra={"event": "daemon_started"})
+    run_daemon(c.app, stop=stop, load=not no_load)
+    logging.getLogger(__name__).info("daemon stopped", extra={"event": "daemon_stopped"})
 
 
 def main() -> None:

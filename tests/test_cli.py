@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from ingest.cli import cli
 from tests.records import record, render
 
-COMMANDS = ["upload", "files", "show", "release", "discard", "retry", "records", "load", "watch"]
+COMMANDS = ["upload", "files", "show", "release", "discard", "retry", "records", "load", "watch", "collect",
+            "status", "daemon"]
 
 
 @pytest.fixture

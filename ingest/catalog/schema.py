@@ -231,3 +231,17 @@ remote_pending = Table(
     Column("mtime", BigInteger, nullable=False),
     Column("seen_at", UTCDateTime, nullable=False),
 )
+
+# Each source's run state, for ``cdr status`` and the daemon's schedule and backoff.
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("last_attempt_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UTCDateTime),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("next_run_at", UTCDateTime),
+    Column("files_collected", BigInteger, nullable=False, default=0),
+)

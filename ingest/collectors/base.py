@@ -21,6 +21,8 @@ class PassResult:
     source: str
     received: list[Received] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # The source itself was refused (login, host key, certificate): retrying soon would only hammer it.
+    failed_permanently: bool = False
 
 
 class Collector(ABC):

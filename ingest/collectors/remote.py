@@ -36,6 +36,7 @@ from ..catalog import remote as remote_state
 from ..config import CADENCES, FILE_TYPES, FORMATS
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
 from ..intake import Origin, receive
+from ..schedule import Schedule
 from .base import Collector, PassResult
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class RemoteCollector(Collector):
         "move_to": (str, False),
         "schedule": (str, False),
         "interval_seconds": ((int, float), False),
+        "jitter_seconds": ((int, float), False),
     }
 
     @classmethod
@@ -115,6 +117,7 @@ class RemoteCollector(Collector):
             raise ConfigError(f"{key}.after", "must be keep, delete or move")
         if after == "move" and not spec.options.get("move_to"):
             raise ConfigError(f"{key}.move_to", "is required when after = \"move\"")
+        Schedule.of(spec.options, key)  # a bad schedule is refused at start
         if spec.options.get("stable_listings", 2) not in (1, 2):
             raise ConfigError(f"{key}.stable_listings", "must be 1 (take on first sight) or 2")
         for index, entry in enumerate(spec.options.get("dirs", [])):
@@ -180,6 +183,7 @@ class RemoteCollector(Collector):
                     self._collect_dir(transport, mapping, result)
         except CdrError as exc:
             result.errors.append(str(exc))
+            result.failed_permanently = not exc.transient
             log.warning("source %s: %s", self.name, exc)
         return result
 

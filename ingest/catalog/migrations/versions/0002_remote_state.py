@@ -1,4 +1,5 @@
-"""Remote state: what each source collected (never fetched again) and what it has seen but not yet taken.
+"""Remote state: what each source collected (never fetched again), what it has seen but not yet taken, and
+each source's run state (last attempt, success, error, next run).
 
 Revision ID: 0002
 Revises: 0001
@@ -40,6 +41,21 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "source_state",
+        sa.Column("source", sa.String, nullable=False),
+        sa.Column("last_attempt_at", UTCDateTime),
+        sa.Column("last_success_at", UTCDateTime),
+        sa.Column("last_error", sa.Text),
+        sa.Column("last_error_at", UTCDateTime),
+        sa.Column("consecutive_failures", sa.Integer, nullable=False),
+        sa.Column("next_run_at", UTCDateTime),
+        sa.Column("files_collected", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("source", name="pk_source_state"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("source_state")
     op.drop_table("remote_pending")
     op.drop_table("remote_collected")

@@ -1,0 +1,192 @@
+"""The collector daemon, ``cdr collect`` and ``cdr status``: schedules, backoff, per-source isolation,
+restarts that never re-fetch, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from click.testing import CliRunner
+
+from ingest.catalog import files as catalog_files
+from ingest.catalog import sources as source_states
+from ingest.cli import cli
+from ingest.daemon import RETRY_FIRST, Schedule, retry_at, run_daemon, run_pass
+from ingest.errors import ConfigError
+from tests.conftest import app_with
+from tests.records import record, render
+from tests.remote_contract import OLD, put
+
+T0 = datetime(2026, 11, 22, 10, 0, 5, tzinfo=timezone.utc)
+
+
+def wait_until(predicate, timeout=20.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
+
+
+def share_source(name, path, **options):
+    lines = ["[[sources]]", f'name = "{name}"', 'kind = "directory"', "stable_listings = 1", "jitter_seconds = 0"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    lines += ["[[sources.dirs]]", f'path = "{path}"', 'carrier = "hero"', 'type = "cdr"', 'cadence = "daily"']
+    return "\n".join(lines) + "\n"
+
+
+def files(app):
+    with app.catalog.read() as conn:
+        return catalog_files.list_files(conn)
+
+
+# -- schedules and backoff ----------------------------------------------------------------------------
+
+def test_interval_schedule_with_bounded_jitter():
+    schedule = Schedule.of({"interval_seconds": 600, "jitter_seconds": 30})
+    for seed in range(20):
+        nxt = schedule.next_after(T0, random.Random(seed))
+        assert T0 + timedelta(seconds=600) <= nxt <= T0 + timedelta(seconds=630)
+
+
+def test_default_schedule_is_fifteen_minutes_with_some_jitter():
+    schedule = Schedule.of({})
+    assert schedule.interval == 900 and 0 < schedule.jitter <= 60
+
+
+def test_cron_schedule():
+    schedule = Schedule.of({"schedule": "*/15 * * * *", "jitter_seconds": 0})
+    assert schedule.next_after(T0) == datetime(2026, 11, 22, 10, 15, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"schedule": "every day"}, "schedule"),
+    ({"schedule": "* * * * *", "interval_seconds": 60}, "schedule"),
+    ({"interval_seconds": 0}, "interval_seconds"),
+])
+def test_bad_schedules_are_refused(options, key):
+    with pytest.raises(ConfigError) as caught:
+        Schedule.of(options, "sources.x")
+    assert caught.value.key == f"sources.x.{key}"
+
+
+def test_transient_failures_retry_soon_doubling_but_never_later_than_the_schedule():
+    schedule = Schedule(interval=900, jitter=0)
+    assert retry_at(schedule, T0, 1, transient=True) == T0 + timedelta(seconds=RETRY_FIRST)
+    assert retry_at(schedule, T0, 3, transient=True) == T0 + timedelta(seconds=4 * RETRY_FIRST)
+    assert retry_at(schedule, T0, 10, transient=True) == T0 + timedelta(seconds=900)
+
+
+def test_permanent_failures_wait_at_least_the_schedule_and_back_off_to_six_hours():
+    schedule = Schedule(interval=900, jitter=0)
+    assert retry_at(schedule, T0, 1, transient=False) == T0 + timedelta(seconds=900)
+    assert retry_at(schedule, T0, 8, transient=False) == T0 + timedelta(seconds=RETRY_FIRST * 2 ** 7)
+    assert retry_at(schedule, T0, 30, transient=False) == T0 + timedelta(hours=6)
+    assert retry_at(schedule, T0, 10_000, transient=False) == T0 + timedelta(hours=6)  # years of failures: no overflow
+
+
+# -- one pass, its recorded state -----------------------------------------------------------------------
+
+def test_a_pass_records_success_and_a_failure_records_the_error_and_backoff(make_config, tmp_path):
+    share = tmp_path / "share"
+    put(share / "hero_cdr_20261001.csv", render([record(1)]))
+    app = app_with(make_config, share_source("good", share) + share_source("gone", tmp_path / "unmounted"))
+    try:
+        result, _ = run_pass(app, "good")
+        assert len(result.received) == 1
+        before = datetime.now(timezone.utc)
+        result, next_run = run_pass(app, "gone")
+        assert result.errors and not result.failed_permanently
+        assert before + timedelta(seconds=RETRY_FIRST - 1) <= next_run <= before + timedelta(seconds=RETRY_FIRST + 5)
+        with app.catalog.read() as conn:
+            good, gone = source_states.state_of(conn, "good"), source_states.state_of(conn, "gone")
+        assert good["files_collected"] == 1 and good["last_success_at"] and good["last_error"] is None
+        assert gone["consecutive_failures"] == 1 and "unmounted" in gone["last_error"] and gone["last_success_at"] is None
+    finally:
+        app.close()
+
+
+def test_cdr_collect_and_cdr_status(make_config, tmp_path):
+    share = tmp_path / "share"
+    put(share / "hero_cdr_20261001.csv", render([record(1), record(2)]))
+    config = make_config(share_source("hero-share", share))
+    runner = CliRunner()
+    collected = runner.invoke(cli, ["--config", str(config), "collect"], catch_exceptions=False)
+    assert collected.exit_code == 0, collected.output
+    assert "hero-share: #1 hero_cdr_20261001.csv: queued" in collected.output
+    shown = json.loads(runner.invoke(cli, ["--config", str(config), "status", "--json"]).output)
+    [source] = shown["sources"]
+    assert (source["source"], source["kind"], source["files_collected"], source["last_error"]) == (
+        "hero-share", "directory", 1, None)
+    assert source["last_success"].endswith("Z") and source["next_run"]
+    assert shown["files"] == {"queued": 0, "held": 0, "failed": 0, "loaded": 1}  # collect loads after
+    again = runner.invoke(cli, ["--config", str(config), "collect", "--json"])
+    assert json.loads(again.output)[0]["received"] == []
+
+
+# -- the daemon -----------------------------------------------------------------------------------------
+
+def test_the_daemon_collects_watches_and_loads_and_one_failing_source_does_not_stop_the_others(make_config, tmp_path):
+    share, inbox = tmp_path / "share", tmp_path / "inbox"
+    inbox.mkdir()
+    extra = (share_source("share", share, interval_seconds=0.2) + share_source("broken", tmp_path / "nowhere", interval_seconds=0.2)
+             + f'[[sources]]\nname = "drop"\nkind = "dropfolder"\npath = "{inbox}"\ncarrier = "hero"\ntype = "cdr"\n'
+             "min_age_seconds = 0\nsettle_seconds = 0.5\nrescan_seconds = 0.2\n")
+    app = app_with(make_config, extra)
+    stop = threading.Event()
+    daemon = threading.Thread(target=run_daemon, kwargs={"app": app, "stop": stop}, daemon=True)
+    try:
+        put(share / "hero_cdr_20261001.csv", render([record(1)]))
+        daemon.start()
+        (inbox / "hero_cdr_20261002.csv").write_bytes(render([record(2)]))
+        wait_until(lambda: sorted((f["name"], f["status"]) for f in files(app)) == [
+            ("hero_cdr_20261001.csv", "loaded"), ("hero_cdr_20261002.csv", "loaded")],
+            what=lambda: f"both files loaded; have {[(f['name'], f['status'], f['error']) for f in files(app)]}")
+        with app.catalog.read() as conn:
+            wait_until(lambda: (source_states.state_of(conn, "broken") or {}).get("consecutive_failures", 0) >= 1,
+                       what="the broken source's failure to be recorded")
+        put(share / "hero_cdr_20261003.csv", render([record(3)]))  # still collecting despite "broken"
+        wait_until(lambda: len(files(app)) == 3, what="the third file")
+    finally:
+        stop.set()
+        daemon.join(timeout=30)
+        app.close()
+    assert not daemon.is_alive()
+
+
+def test_cdr_daemon_stops_cleanly_on_sigterm_and_a_restart_never_fetches_again(make_config, tmp_path):
+    share = tmp_path / "share"
+    put(share / "hero_cdr_20261001.csv", render([record(i) for i in range(1, 50)]))
+    config = make_config(share_source("share", share, interval_seconds=0.3))
+    app = app_with(make_config, share_source("share", share, interval_seconds=0.3))
+    env = {**os.environ, "CDR_CONFIG": str(config)}
+    try:
+        for _ in range(2):  # a first run collects and loads; a restart finds nothing new
+            proc = subprocess.Popen([sys.executable, "-m", "ingest.cli", "daemon"], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                wait_until(lambda: [f["status"] for f in files(app)] == ["loaded"], what="the file loaded")
+                with app.catalog.read() as conn:
+                    first = source_states.state_of(conn, "share")["last_attempt_at"]
+                wait_until(lambda: _attempted_since(app, first), what="another pass")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+        assert len(files(app)) == 1
+    finally:
+        app.close()
+
+
+def _attempted_since(app, moment) -> bool:
+    with app.catalog.read() as conn:
+        return source_states.state_of(conn, "share")["last_attempt_at"] > moment
