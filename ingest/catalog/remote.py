@@ -30,14 +30,19 @@ def pending(conn: Connection, source: str) -> dict[str, tuple[int, int]]:
     return {path: (size, mtime) for path, size, mtime in rows}
 
 
-def observe(conn: Connection, source: str, path: str, size: int, mtime: int, known: tuple[int, int] | None) -> None:
-    """Remember the entry as seen now with this size and mtime (a later listing must show it the same)."""
-    if known is None:
-        conn.execute(insert(remote_pending).values(source=source, path=path, size=size, mtime=mtime, seen_at=now()))
-    else:
-        conn.execute(update(remote_pending)
-                     .where(and_(remote_pending.c.source == source, remote_pending.c.path == path))
-                     .values(size=size, mtime=mtime, seen_at=now()))
+def observe(conn: Connection, source: str, entries: list[tuple[str, int, int, bool]]) -> None:
+    """Remember entries as seen now with this size and mtime (a later listing must show them the same):
+    (path, size, mtime, already pending). Written in bulk: a first listing may hold 100,000 entries."""
+    stamp = now()
+    fresh = [{"source": source, "path": p, "size": size, "mtime": mtime, "seen_at": stamp}
+             for p, size, mtime, known in entries if not known]
+    if fresh:
+        conn.execute(insert(remote_pending), fresh)
+    for path, size, mtime, known in entries:
+        if known:
+            conn.execute(update(remote_pending)
+                         .where(and_(remote_pending.c.source == source, remote_pending.c.path == path))
+                         .values(size=size, mtime=mtime, seen_at=stamp))
 
 
 def forget_pending(conn: Connection, source: str, present: set[str], directory: str) -> None:

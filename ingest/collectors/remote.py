@@ -216,8 +216,8 @@ class RemoteCollector(Collector):
                 continue
             ready.append((path, entry))
         with self.app.catalog.write() as conn:
-            for path, entry, known in observations:
-                remote_state.observe(conn, self.name, path, entry.size, entry.mtime, known)
+            remote_state.observe(conn, self.name, [(path, entry.size, entry.mtime, known is not None)
+                                                   for path, entry, known in observations])
             remote_state.forget_pending(conn, self.name, present, mapping.path)
         for path, entry in ready:
             try:
