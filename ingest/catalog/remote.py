@@ -9,12 +9,18 @@ from .schema import remote_collected, remote_pending
 
 
 def collected_keys(conn: Connection, source: str, directory: str) -> set[tuple[str, int, int]]:
-    """(path, size, mtime) of every entry ``source`` collected under ``directory``."""
+    """(path, size, mtime) of every entry ``source`` collected under ``directory``. Read through the driver
+    as plain tuples: a carrier's folder may hold 100,000 entries, and this runs every pass."""
     prefix = directory.rstrip("/") + "/"
-    query = select(remote_collected.c.path, remote_collected.c.size, remote_collected.c.mtime).where(
-        remote_collected.c.source == source, remote_collected.c.path.startswith(prefix, autoescape=True)
-    )
-    return {(path, size, mtime) for path, size, mtime in conn.execute(query)}
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"SELECT path, size, mtime FROM remote_collected WHERE source = {marker}"
+           f" AND substr(path, 1, {marker}) = {marker}")
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, (source, len(prefix), prefix))
+        return set(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def record_collected(conn: Connection, source: str, path: str, size: int, mtime: int, file_id: int | None) -> None:

@@ -193,32 +193,32 @@ class RemoteCollector(Collector):
             collected = remote_state.collected_keys(conn, self.name, mapping.path)
             seen = remote_state.pending(conn, self.name)
         now = time.time()
-        present: set[str] = set()
+        prefix = mapping.path.rstrip("/") + "/"
+        # Set-based: only entries not already collected (same path, size and mtime) are looked at further.
+        listed = {(prefix + entry.name, entry.size, entry.mtime): entry for entry in entries if entry.is_file}
         ready: list[tuple[str, RemoteEntry]] = []
         observations: list[tuple[str, RemoteEntry, tuple[int, int] | None]] = []
-        for entry in entries:
-            if not entry.is_file or _skipped(entry.name):
+        for key in sorted(listed.keys() - collected):
+            path, entry = key[0], listed[key]
+            if _skipped(entry.name):
                 continue
             if not plain_name(entry.name):
                 result.errors.append(f"{mapping.path}: refused a remote name that is not a plain file name: {entry.name!r}")
                 continue
-            if not mapping.wants(entry.name):
-                continue
-            path = posixpath.join(mapping.path, entry.name)
-            present.add(path)
-            if (path, entry.size, entry.mtime) in collected:
-                continue
-            if now - entry.mtime < self.min_age:
+            if not mapping.wants(entry.name) or now - entry.mtime < self.min_age:
                 continue
             known = seen.get(path)
             if self.stable_listings > 1 and known != (entry.size, entry.mtime):
                 observations.append((path, entry, known))
                 continue
             ready.append((path, entry))
-        with self.app.catalog.write() as conn:
-            remote_state.observe(conn, self.name, [(path, entry.size, entry.mtime, known is not None)
-                                                   for path, entry, known in observations])
-            remote_state.forget_pending(conn, self.name, present, mapping.path)
+        present = {path for path, _, _ in listed} if seen or observations else set()
+        vanished = any(path.startswith(prefix) and path not in present for path in seen)
+        if observations or vanished:  # a listing that changed nothing writes nothing
+            with self.app.catalog.write() as conn:
+                remote_state.observe(conn, self.name, [(path, entry.size, entry.mtime, known is not None)
+                                                       for path, entry, known in observations])
+                remote_state.forget_pending(conn, self.name, present, mapping.path)
         for path, entry in ready:
             try:
                 result.received.extend(self._take(transport, mapping, path, entry))
@@ -262,7 +262,7 @@ class RemoteCollector(Collector):
 def plain_name(name: str) -> bool:
     """A bare file name: no separators, not '.'/'..', no control characters."""
     return (bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
-            and all(ch.isprintable() for ch in name))
+            and name.isprintable())
 
 
 def _skipped(name: str) -> bool:
