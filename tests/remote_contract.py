@@ -173,7 +173,9 @@ class RemoteContract:
     def test_names_that_are_not_plain_file_names_are_refused_and_reported(self, make_config, remote):
         app, collector = self.make(make_config, remote, stable_listings=1)
         put(remote.root / "daily" / "bad\\name.csv", render([record(1)]))
+        put(remote.root / "daily" / "..\\evil.csv", render([record(3)]))
         put(remote.root / "daily" / "hero_cdr_20261001.csv", render([record(2)]))
         result = collector.collect()
         assert [r.name for r in result.received] == ["hero_cdr_20261001.csv"]
-        assert any("not a plain file name" in error for error in result.errors)
+        assert any("not a plain file name" in error and "bad" in error for error in result.errors)
+        assert any("not a plain file name" in error and "evil" in error for error in result.errors)

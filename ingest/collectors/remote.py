@@ -200,10 +200,10 @@ class RemoteCollector(Collector):
         observations: list[tuple[str, RemoteEntry, tuple[int, int] | None]] = []
         for key in sorted(listed.keys() - collected):
             path, entry = key[0], listed[key]
-            if _skipped(entry.name):
-                continue
-            if not plain_name(entry.name):
+            if not plain_name(entry.name):  # before the hidden-file skip: "../x" must be reported, not just skipped
                 result.errors.append(f"{mapping.path}: refused a remote name that is not a plain file name: {entry.name!r}")
+                continue
+            if _skipped(entry.name):
                 continue
             if not mapping.wants(entry.name) or now - entry.mtime < self.min_age:
                 continue
