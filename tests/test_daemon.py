@@ -190,3 +190,66 @@ def test_cdr_daemon_stops_cleanly_on_sigterm_and_a_restart_never_fetches_again(m
 def _attempted_since(app, moment) -> bool:
     with app.catalog.read() as conn:
         return source_states.state_of(conn, "share")["last_attempt_at"] > moment
+
+
+def test_the_daemon_collects_every_file_once_from_real_sftp_and_ftps_servers_across_restarts(
+        make_config, tmp_path, monkeypatch):
+    """`cdr daemon`'s loop against the test servers: an SFTP (asyncssh) and an explicit FTPS (pyftpdlib,
+    TLS required on control and data) source; files arriving between two daemon runs; nothing twice."""
+    import tests.test_ftp_source as ftp_tests
+    import tests.test_sftp_source as sftp_tests
+    from tests.sftp_server import SftpServer
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "f").mkdir()
+    sftp_root = tmp_path / "s" / "sftp-root"
+    sftp_root.mkdir()
+    password = "pw-daemon-test"
+    with SftpServer(sftp_root, passwords={sftp_tests.USER: password}) as sftp_server:
+        sftp = sftp_tests.SftpRemote(sftp_server, tmp_path / "s", monkeypatch, password)
+        ftp_server, ftps = ftp_tests._remote(tmp_path / "f", "ftps")
+        try:
+            daily_s, daily_f = sftp.root / "daily", ftps.root / "daily"
+            every = {"stable_listings": 1, "interval_seconds": 0.3, "jitter_seconds": 0}
+            extra = (sftp.source_toml("sftp", [{"path": sftp.path(daily_s), "carrier": "hero", "type": "cdr",
+                                                "cadence": "daily"}], **every)
+                     + ftps.source_toml("ftps", [{"path": ftps.path(daily_f), "carrier": "hero", "type": "cdr",
+                                                  "cadence": "daily"}], **every))
+            app = app_with(make_config, extra)
+            try:
+                put(daily_s / "hero_cdr_20261001.csv", render([record(1), record(2)]))
+                put(daily_f / "hero_cdr_20261002.csv", render([record(3)]))
+                expected = {"hero_cdr_20261001.csv", "hero_cdr_20261002.csv"}
+                for run, arrival in enumerate([None, ("s", "hero_cdr_20261003.csv", 4), ("f", "hero_cdr_20261004.csv", 5)]):
+                    if arrival:  # a file that arrives while the daemon is down
+                        where, name, feed_id = arrival
+                        put((daily_s if where == "s" else daily_f) / name, render([record(feed_id)]))
+                        expected.add(name)
+                    stop = threading.Event()
+                    daemon = threading.Thread(target=run_daemon, kwargs={"app": app, "stop": stop}, daemon=True)
+                    started = datetime.now(timezone.utc)
+                    daemon.start()
+                    try:
+                        wait_until(lambda: {f["name"] for f in files(app) if f["status"] == "loaded"} == expected,
+                                   what=lambda: f"run {run}: {[(f['name'], f['status']) for f in files(app)]}")
+                        wait_until(lambda: all(_attempted_after(app, name, started) for name in ("sftp", "ftps")),
+                                   what="a further pass of both sources")
+                    finally:
+                        stop.set()
+                        daemon.join(timeout=30)
+                    assert not daemon.is_alive()
+                    assert sorted(f["name"] for f in files(app)) == sorted(expected)  # nothing fetched twice
+                with app.catalog.read() as conn:
+                    states = source_states.all_states(conn)
+                assert states["sftp"]["files_collected"] == 2 and states["ftps"]["files_collected"] == 2
+                assert states["sftp"]["last_error"] is None and states["ftps"]["last_error"] is None
+            finally:
+                app.close()
+        finally:
+            ftp_server.stop()
+
+
+def _attempted_after(app, source: str, moment) -> bool:
+    with app.catalog.read() as conn:
+        state = source_states.state_of(conn, source)
+    return bool(state and state["last_attempt_at"] and state["last_attempt_at"] > moment + timedelta(seconds=0.5))
