@@ -253,3 +253,26 @@ def _attempted_after(app, source: str, moment) -> bool:
     with app.catalog.read() as conn:
         state = source_states.state_of(conn, source)
     return bool(state and state["last_attempt_at"] and state["last_attempt_at"] > moment + timedelta(seconds=0.5))
+
+
+def test_log_json_writes_one_json_object_per_event_and_never_a_secret(make_config, tmp_path):
+    from tests.sftp_server import SftpServer
+
+    secret = "pw-never-logged-7c1e"
+    root = tmp_path / "root"
+    (root / "daily").mkdir(parents=True)
+    with SftpServer(root, passwords={"ops": "the-right-one"}) as server:
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(server.known_hosts_line())
+        config = make_config(
+            '[[sources]]\nname = "sftp"\nkind = "sftp"\nhost = "127.0.0.1"\n'
+            f'port = {server.port}\nusername = "ops"\npassword = "${{CDR_TEST_LOG_PW}}"\nknown_hosts = "{known_hosts}"\n'
+            f'[[sources.dirs]]\npath = "{server.path(root / "daily")}"\ncarrier = "hero"\n')
+        env = {**os.environ, "CDR_CONFIG": str(config), "CDR_TEST_LOG_PW": secret}
+        done = subprocess.run([sys.executable, "-m", "ingest.cli", "--log-json", "collect"], env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1  # the login is refused
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert any(line.get("event") == "source_failed" and line.get("source") == "sftp" for line in lines)
+    assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    assert secret not in done.stderr + done.stdout
