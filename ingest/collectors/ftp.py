@@ -37,7 +37,7 @@ import aioftp
 
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
 from ..secrets import Secret, check_secret, resolve_secret
-from .remote import RemoteCollector, RemoteEntry, Transport
+from .remote import SERVER_OPTIONS, RemoteCollector, RemoteEntry, Transport
 
 log = logging.getLogger(__name__)
 
@@ -340,15 +340,7 @@ class FtpCollector(RemoteCollector):
     SCHEME = "ftp"
     TLS: str | None = None  # None, "explicit" or "implicit"
     DEFAULT_PORT = 21
-    OPTIONS = {
-        **RemoteCollector.COMMON_OPTIONS,
-        "host": (str, True),
-        "port": (int, False),
-        "username": (str, True),
-        "password": (str, False),
-        "password_file": (str, False),
-        "timeout_seconds": ((int, float), False),
-    }
+    OPTIONS = {**RemoteCollector.COMMON_OPTIONS, **SERVER_OPTIONS}
 
     @classmethod
     def check_options(cls, spec, config, key: str) -> None:

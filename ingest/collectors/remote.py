@@ -95,6 +95,17 @@ class DirMapping:
         return not any(fnmatch.fnmatchcase(lowered, p.lower()) for p in self.exclude)
 
 
+# What every server-backed kind (sftp, ftp, ftps, ftps-implicit) is told about its server.
+SERVER_OPTIONS: dict = {
+    "host": (str, True),
+    "port": (int, False),
+    "username": (str, True),
+    "password": (str, False),
+    "password_file": (str, False),
+    "timeout_seconds": ((int, float), False),
+}
+
+
 class RemoteCollector(Collector):
     """A collector over a :class:`Transport`; subclasses set ``kind`` and implement :meth:`connect`."""
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
 from ..secrets import check_secret, resolve_secret
-from .remote import RemoteCollector, RemoteEntry, Transport
+from .remote import SERVER_OPTIONS, RemoteCollector, RemoteEntry, Transport
 
 log = logging.getLogger(__name__)
 
@@ -252,17 +252,12 @@ class SftpCollector(RemoteCollector):
     kind = "sftp"
     OPTIONS = dict(RemoteCollector.COMMON_OPTIONS)
     OPTIONS.update({
-        "host": (str, True),
-        "port": (int, False),
-        "username": (str, True),
-        "password": (str, False),
-        "password_file": (str, False),
+        **SERVER_OPTIONS,
         "private_key_file": (str, False),
         "private_key_passphrase": (str, False),
         "private_key_passphrase_file": (str, False),
         "known_hosts": (str, False),
         "host_key_fingerprint": (str, False),
-        "timeout_seconds": ((int, float), False),
     })
 
     @classmethod
@@ -414,18 +409,14 @@ class SftpCollector(RemoteCollector):
     def _authenticate(self, ssh: paramiko.Transport, private_key: paramiko.PKey | None, where: str) -> None:
         password = resolve_secret(self.spec.options, "password")
         failure: BaseException | None = None
+        attempts = []  # the key first, then the password
         if private_key is not None:
-            try:
-                ssh.auth_publickey(self.username, private_key)
-                if ssh.is_authenticated():
-                    return
-            except paramiko.AuthenticationException as exc:
-                failure = exc
-            except Exception as exc:  # noqa: BLE001
-                raise _mapped(exc, f"authenticating to {where}") from exc
+            attempts.append(lambda: ssh.auth_publickey(self.username, private_key))
         if password is not None:
+            attempts.append(lambda: ssh.auth_password(self.username, password.reveal()))
+        for attempt in attempts:
             try:
-                ssh.auth_password(self.username, password.reveal())
+                attempt()
                 if ssh.is_authenticated():
                     return
             except paramiko.AuthenticationException as exc:
