@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from .errors import ConfigError
 
@@ -40,6 +40,21 @@ class Schedule:
             jitter = min(60.0, (base or 60.0) / 10)
         return cls(interval=base, cron=cron, jitter=float(jitter))
 
+    def shortest_gap(self) -> float:
+        """The shortest time between two runs (jitter aside): for a cron schedule, over a sample week."""
+        if not self.cron:
+            return float(self.interval or DEFAULT_INTERVAL)
+        from croniter import croniter
+
+        times = croniter(self.cron, _gap_probe())
+        previous = times.get_next(datetime)
+        shortest = float("inf")
+        for _ in range(2000):
+            current = times.get_next(datetime)
+            shortest = min(shortest, (current - previous).total_seconds())
+            previous = current
+        return shortest
+
     def next_after(self, moment: datetime, rng: random.Random | None = None) -> datetime:
         rng = rng or random
         if self.cron:
@@ -49,6 +64,10 @@ class Schedule:
         else:
             nxt = moment + timedelta(seconds=self.interval or DEFAULT_INTERVAL)
         return nxt + timedelta(seconds=rng.uniform(0, self.jitter) if self.jitter else 0)
+
+
+def _gap_probe() -> datetime:
+    return datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday: a sample week from here
 
 
 def retry_at(schedule: Schedule, moment: datetime, failures: int, transient: bool) -> datetime:

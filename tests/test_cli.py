@@ -14,7 +14,7 @@ from ingest.cli import cli
 from tests.records import record, render
 
 COMMANDS = ["upload", "files", "show", "release", "discard", "retry", "records", "load", "watch", "collect",
-            "status", "daemon"]
+            "status", "daemon", "feed", "feed backfill"]
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_bad_input_exits_non_zero_with_one_line(run, args, message):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command):
-    result = CliRunner().invoke(cli, [command, "--help"])
+    result = CliRunner().invoke(cli, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Example:" in result.output and f"cdr {command}" in result.output
 

@@ -245,3 +245,13 @@ source_state = Table(
     Column("next_run_at", UTCDateTime),
     Column("files_collected", BigInteger, nullable=False, default=0),
 )
+
+# Billing-feed cursors: the highest record ID each feed source has taken (its next ``fromid``). It moves
+# only in the transaction that stages the answer it came from.
+feed_cursors = Table(
+    "feed_cursors",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

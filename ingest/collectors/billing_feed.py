@@ -1,0 +1,254 @@
+"""``kind = "billing_feed"``: a carrier's Billing Feed web service, polled with a ``fromid`` cursor.
+
+Each pass asks for the records after the stored cursor (``fromid``; 1 on the very first query), by POST so the
+password is never in a URL, and keeps asking from the new cursor until an answer is empty (at most
+``max_pages`` answers a pass). Each answer is checked before anything is kept: an HTTP error, a timeout or a
+reset, an HTML page, an ``ERROR: ...`` text, a body that does not parse in the asked format, or JSON that is
+not an array is an error of the pass (a refused login is permanent and not retried before the next scheduled
+run). A good answer is staged through the intake door as a file named from the source and its ID range, and
+the cursor advances to the answer's highest ID *in the same transaction*. A crash between answer and commit
+asks again from the old cursor; the record keys (carrier + ID) make sure nothing is loaded twice.
+
+The carriers ask for no more than one query every 10 minutes: a faster schedule is refused at start.
+``backfill(date, hour)`` fetches one day or hour through the same door without moving the cursor.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import ssl
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pyarrow.compute as pc
+
+from carriers import Source, parser_for
+
+from ..catalog import cursors
+from ..config import FORMATS
+from ..errors import CdrError, ConfigError, ParseError, PermanentError, TransientError
+from ..intake import Origin, Received, receive
+from ..schedule import Schedule
+from ..secrets import check_secret, resolve_secret
+from .base import Collector, PassResult
+
+log = logging.getLogger(__name__)
+
+MIN_INTERVAL = 600.0
+EXTENSIONS = {"csv": "csv", "txt": "txt", "pipe": "pipe", "json": "json"}
+SPOOL_IN_MEMORY = 8 << 20
+
+
+class BillingFeed(Collector):
+    kind = "billing_feed"
+    OPTIONS = {
+        "url": (str, True),
+        "login": (str, True),
+        "password": (str, False),
+        "password_file": (str, False),
+        "carrier": (str, True),
+        "format": (str, False),
+        "type": (str, False),
+        "callsonly": (bool, False),
+        "servicesonly": (bool, False),
+        "max_pages": (int, False),
+        "timeout_seconds": ((int, float), False),
+        "ca_file": (str, False),
+        "schedule": (str, False),
+        "interval_seconds": ((int, float), False),
+        "jitter_seconds": ((int, float), False),
+    }
+
+    @classmethod
+    def check_options(cls, spec, config, key: str) -> None:
+        super().check_options(spec, config, key)
+        options = spec.options
+        check_secret(options, "password", key)
+        if "password" not in options and "password_file" not in options:
+            raise ConfigError(f"{key}.password", 'give password = "${ENV_VAR}" or password_file')
+        url = urllib.parse.urlsplit(options["url"])
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ConfigError(f"{key}.url", "must be an https:// URL")
+        if url.scheme == "http" and url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"{key}.url", "must be https: the login and password would cross the network in clear")
+        if url.username or url.password or url.query:
+            raise ConfigError(f"{key}.url", "no credentials or parameters in the URL (they are sent by POST)")
+        if options.get("format", "csv") not in FORMATS:
+            raise ConfigError(f"{key}.format", f"must be one of {', '.join(FORMATS)}")
+        if options.get("callsonly") and options.get("servicesonly"):
+            raise ConfigError(f"{key}.servicesonly", "callsonly and servicesonly exclude each other")
+        if options.get("max_pages", 20) < 1:
+            raise ConfigError(f"{key}.max_pages", "must be at least 1")
+        schedule = Schedule.of(options, key)
+        if schedule.shortest_gap() < MIN_INTERVAL:
+            raise ConfigError(f"{key}.{'schedule' if schedule.cron else 'interval_seconds'}",
+                              "the carriers ask for no more than one query every 10 minutes (600 s)")
+
+    def __init__(self, app, spec):
+        super().__init__(app, spec)
+        self.url = self.option("url")
+        self.format = self.option("format", "csv")
+        self.max_pages = int(self.option("max_pages", 20))
+        self.timeout = float(self.option("timeout_seconds", 30))
+        self.file_type = self.option("type") or ("sdr" if self.option("servicesonly") else "cdr")
+        self.parser = parser_for(app.config.carrier(self.option("carrier")))
+
+    # -- passes -------------------------------------------------------------------------------------
+
+    def collect(self) -> PassResult:
+        result = PassResult(self.name)
+        try:
+            for _ in range(self.max_pages):
+                with self.app.catalog.read() as conn:
+                    cursor = cursors.cursor_of(conn, self.name)
+                received = self._page(cursor if cursor is not None else 1, advance_from=cursor)
+                if received is None:
+                    break
+                result.received.extend(received)
+        except CdrError as exc:
+            result.errors.append(str(exc))
+            result.failed_permanently = not exc.transient
+            log.warning("source %s: %s", self.name, exc)
+        return result
+
+    def backfill(self, date: str, hour: int | None = None) -> PassResult:
+        """One day (or hour) through the same door, without moving the cursor."""
+        result = PassResult(self.name)
+        fromid = 1
+        try:
+            for _ in range(self.max_pages * 10):
+                page = self._page(fromid, advance_from=None, date=date, hour=hour, move_cursor=False)
+                if page is None:
+                    break
+                received, fromid = page
+                result.received.extend(received)
+        except CdrError as exc:
+            result.errors.append(str(exc))
+            result.failed_permanently = not exc.transient
+        return result
+
+    def _page(self, fromid: int, advance_from: int | None, date: str | None = None, hour: int | None = None,
+              move_cursor: bool = True):
+        params = {"login": self.option("login"), "password": resolve_secret(self.spec.options, "password").reveal(),
+                  "fromid": str(fromid), "format": self.format}
+        if self.option("callsonly"):
+            params["callsonly"] = "1"
+        if self.option("servicesonly"):
+            params["servicesonly"] = "1"
+        if date is not None:
+            params["date"] = date
+            if hour is not None:
+                params["hour"] = str(hour)
+        body = self._post(params)
+        try:
+            count, highest = self._check(body)
+            if count == 0:
+                return None
+            body.seek(0)
+            suffix = (f"_{date}" + (f"T{hour:02d}" if hour is not None else "")) if date else ""
+            name = f"{self.name}{suffix}_{fromid}-{highest}.{EXTENSIONS[self.format]}"  # records after fromid
+            origin = Origin(source=self.name, name=name, location=self.url, carrier=self.option("carrier"),
+                            file_type=self.file_type, cadence="adhoc", file_format=self.format)
+
+            def advance(conn, _received) -> None:
+                if move_cursor:
+                    cursors.advance(conn, self.name, advance_from, highest)
+
+            received = receive(self.app, body, origin, actor=f"collector:{self.name}", in_transaction=advance)
+        finally:
+            body.close()
+        return received if move_cursor else (received, highest)
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+
+    def _post(self, params: dict[str, str]):
+        data = urllib.parse.urlencode(params).encode()
+        request = urllib.request.Request(self.url, data=data, method="POST",
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        context = ssl.create_default_context(cafile=self.option("ca_file"))
+        where = self.url
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:
+                spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+                kind = response.headers.get_content_type()
+                while chunk := response.read(1 << 20):
+                    spooled.write(chunk)
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise PermanentError(f"{where}: login refused (HTTP {exc.code})") from None
+            raise TransientError(f"{where}: HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLCertVerificationError):
+                raise PermanentError(f"{where}: TLS certificate not trusted: {exc.reason.verify_message}") from None
+            raise TransientError(f"{where}: {exc.reason}") from None
+        except (socket.timeout, TimeoutError):
+            raise TransientError(f"{where}: no answer within {self.timeout:g} s") from None
+        except (ConnectionError, OSError) as exc:
+            raise TransientError(f"{where}: connection failed: {exc.__class__.__name__}") from None
+        spooled.seek(0)
+        spooled.content_type = kind  # type: ignore[attr-defined]
+        return spooled
+
+    def _check(self, body) -> tuple[int, int]:
+        """(records, highest ID) of an answer that really is data in the asked format; else an error."""
+        head = body.read(512)
+        body.seek(0)
+        text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+        if getattr(body, "content_type", "") == "text/html" or text[:1] == "<":
+            raise TransientError(f"{self.url}: the answer is an HTML page, not billing data")
+        if text[:6].upper() == "ERROR:" or "invalid login" in text.lower():
+            first = text.splitlines()[0][:200] if text else ""
+            if "login" in first.lower() or "password" in first.lower():
+                raise PermanentError(f"{self.url}: login refused: {first}")
+            raise TransientError(f"{self.url}: the feed answered with an error: {first}")
+        if self.format == "json" and text[:1] != "[":
+            raise TransientError(f"{self.url}: the answer is {_json_kind(body)}, not a JSON array")
+        source = Source(name=f"{self.name} answer", file_format=self.format, open=lambda: _View(body))
+        count = 0
+        highest = 0
+        try:
+            for batch in self.parser.batches(source):
+                count += batch.num_rows
+                if batch.num_rows:
+                    highest = max(highest, pc.max(batch.column("feed_id")).as_py() or 0)
+        except ParseError as exc:
+            raise TransientError(f"{self.url}: the answer does not parse as {self.format}: {exc}") from None
+        return count, highest
+
+
+def _json_kind(body) -> str:
+    """What a non-array answer is, for the error message (an answer is one page: small)."""
+    try:
+        value = json.loads(body.read().decode("utf-8", errors="replace"))
+    except ValueError:
+        return "not valid JSON"
+    finally:
+        body.seek(0)
+    return f"JSON ({type(value).__name__})"
+
+
+class _View(io.RawIOBase):
+    """A fresh read-only view of the spooled answer (the parser opens its source more than once)."""
+
+    def __init__(self, body):
+        self.body = body
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        self.body.seek(self.pos)
+        data = self.body.read(len(target))
+        target[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def close(self) -> None:  # the answer itself stays open for staging
+        super().close()
+
