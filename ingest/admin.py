@@ -39,6 +39,19 @@ def upload(app: App, path: Path, *, carrier: str, file_type: str, cadence: str |
         return intake.receive(app, stream, origin, actor=actor)
 
 
+def upload_email(app: App, path: Path, *, carrier: str | None = None, actor: str | None = None) -> list[intake.Received]:
+    """A saved email (.eml): every attachment through the door, routed by its addresses (or ``carrier``)."""
+    from .mail import Route, take_message
+
+    route = Route(carrier=app.config.carrier(carrier).name) if carrier else None
+    try:
+        stream = open(path, "rb")
+    except OSError as exc:
+        raise IntakeError(f"cannot read {path}: {exc.strerror}") from None
+    with stream:
+        return take_message(app, stream, source=intake.UPLOAD, route=route, actor=actor)
+
+
 def release(app: App, file_id: int, *, reason: str | None = None, actor: str | None = None) -> dict[str, Any]:
     """A held file is genuinely new: queue it. When it loads, records already loaded are skipped."""
     with app.catalog.write() as conn:

@@ -176,8 +176,8 @@ def cli(ctx: click.Context, config_path: str | None, actor: str, verbose: bool, 
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--carrier", required=True, help="The carrier the files come from (as configured).")
-@click.option("--type", "file_type", required=True, type=click.Choice(FILE_TYPES), help="cdr (calls) or sdr (fees).")
+@click.option("--carrier", help="The carrier the files come from (as configured). Required but for .eml files.")
+@click.option("--type", "file_type", type=click.Choice(FILE_TYPES), help="cdr (calls) or sdr (fees). Required but for .eml.")
 @click.option("--cadence", type=click.Choice(CADENCES), help="daily, monthly, ... (else from the carrier's rules).")
 @period_option
 @click.option("--format", "file_format", type=click.Choice(FORMATS), help="csv, txt, pipe or json (else from the name).")
@@ -191,12 +191,18 @@ def upload(c: Context, paths, carrier, file_type, cadence, period, file_format, 
     \b
     Example:
       cdr upload hero_cdr_20261001.csv --carrier hero --type cdr --cadence daily
+      cdr upload forwarded-october-cdrs.eml      # a saved email: its attachments
     """
     app = c.app
     received = []
     for path in paths:
-        batch = admin.upload(app, path, carrier=carrier, file_type=file_type, cadence=cadence, period=period,
-                             file_format=file_format)
+        if path.suffix.lower() == ".eml":  # a saved email: its attachments, routed like mailed ones
+            batch = admin.upload_email(app, path, carrier=carrier)
+        elif carrier is None or file_type is None:
+            raise click.UsageError("--carrier and --type are required for a file upload (not for .eml)")
+        else:
+            batch = admin.upload(app, path, carrier=carrier, file_type=file_type, cadence=cadence, period=period,
+                                 file_format=file_format)
         if not no_load:
             admin.load_now(app, batch)
         received += batch

@@ -54,6 +54,9 @@ class Origin:
     # again after a crash, before the source could mark it taken, returns the files already recorded
     # instead of holding a false duplicate.
     delivery: str | None = None
+    # The caller knows this is not a carrier file (an email's signature image, a calendar invite): it is
+    # staged and recorded as ignored with this reason, never classified and never held as a duplicate.
+    ignore: str | None = None
 
     @property
     def given(self) -> Classification:
@@ -134,6 +137,9 @@ def _decide(app: App, conn: Connection, blob: StagedBlob, member: Member, origin
     found = classify(app, member_name, container, origin)
     values = _row(blob, member, origin, member_name, container, found)
 
+    if origin.ignore is not None:
+        values.update(status="ignored", reason="not-a-carrier-file", error=origin.ignore)
+        return values, [], origin.ignore
     if found.carrier is None or found.file_type is None:
         why = _unrecognised_why(member_name, origin)
         values.update(status="ignored", reason="unrecognised", error=why)

@@ -1,0 +1,169 @@
+"""Email intake, the part every way of receiving mail shares (a saved ``.eml``, and later SMTP and IMAP):
+a message's attachments through the intake door, each with the message as its origin.
+
+- Addresses route: ``cdrs@`` (carrier and type from the file names), ``cdrs+<carrier>@`` (the carrier when
+  names don't tell it) and ``cdrs+<carrier>-daily@`` / ``-monthly@`` (the cadence too).
+- Parts that are not carrier files (images such as signature logos, calendar invites, signatures, vCards)
+  are staged and recorded as ``ignored`` with the reason: never held as potential duplicates, because every
+  email from a sender carries the same ones. The message's own text is its body, not a part.
+- An ``.eml`` attached to the message (staff forwarding the carrier's email) is opened and its attachments
+  taken the same way. Zip and gzip attachments are unpacked by the intake door as for any file.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import io
+import quopri
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.utils import getaddresses
+from typing import BinaryIO
+
+from .app import App
+from .errors import NotFound
+from .intake import Origin, Received, receive
+
+NOT_CARRIER_FILES = {
+    "text/calendar": "a calendar invite",
+    "application/ics": "a calendar invite",
+    "application/pkcs7-signature": "a message signature",
+    "application/x-pkcs7-signature": "a message signature",
+    "application/pgp-signature": "a message signature",
+    "text/vcard": "a contact card",
+    "text/x-vcard": "a contact card",
+}
+MAX_DEPTH = 5  # forwarded messages inside forwarded messages
+
+
+@dataclass(frozen=True)
+class Route:
+    carrier: str | None = None
+    cadence: str | None = None
+
+
+def route_of(address: str, app: App, mailbox: str = "cdrs") -> Route:
+    """What an address says: ``cdrs@``, ``cdrs+hero@``, ``cdrs+hero-daily@``. An address the platform does not
+    serve, or an unknown carrier, raises NotFound (the SMTP listener refuses it: never an open relay)."""
+    local = address.rsplit("@", 1)[0].strip().lower()
+    name, _, tag = local.partition("+")
+    if name != mailbox:
+        raise NotFound(f"no such mailbox: {address}")
+    if not tag:
+        return Route()
+    carrier, cadence = tag, None
+    for suffix in ("daily", "monthly"):
+        if tag.endswith("-" + suffix):
+            carrier, cadence = tag[: -len(suffix) - 1], suffix
+    app.config.carrier(carrier)  # unknown carrier -> NotFound
+    return Route(carrier=carrier, cadence=cadence)
+
+
+def take_message(app: App, stream: BinaryIO, *, source: str, recipient: str | None = None,
+                 route: Route | None = None, actor: str | None = None) -> list[Received]:
+    """Every attachment of one message (and of messages attached to it) through the intake door."""
+    message = email.message_from_binary_file(stream, policy=policy.default)
+    if route is None:
+        route = _route_from_headers(app, message, recipient)
+    return _take(app, message, source=source, route=route, actor=actor, depth=0, recipient=recipient)
+
+
+def _route_from_headers(app: App, message: EmailMessage, recipient: str | None) -> Route:
+    candidates = [recipient] if recipient else []
+    for header in ("Delivered-To", "X-Original-To", "To", "Cc"):
+        candidates += [address for _, address in getaddresses(message.get_all(header, []))]
+    for address in candidates:
+        try:
+            return route_of(address, app)
+        except NotFound:
+            continue
+    return Route()
+
+
+def _take(app: App, message: EmailMessage, *, source: str, route: Route, actor: str | None, depth: int,
+          recipient: str | None) -> list[Received]:
+    where = _describe(message, recipient)
+    received: list[Received] = []
+    for part in _leaves(message):
+        inner = _attached_message(part)
+        if inner is not None:
+            if depth < MAX_DEPTH:
+                received += _take(app, inner, source=source, route=route, actor=actor, depth=depth + 1,
+                                  recipient=recipient)
+            continue
+        if _is_body_text(part):
+            continue
+        content_type = part.get_content_type()
+        name = part.get_filename() or _unnamed(part)
+        payload = part.get_payload(decode=True) or b""
+        origin = Origin(source=source, name=name, location=where, carrier=route.carrier, cadence=route.cadence,
+                        ignore=_not_a_carrier_file(part, content_type))
+        received += receive(app, io.BytesIO(payload), origin, actor=actor)
+    return received
+
+
+def _attached_message(part: EmailMessage) -> EmailMessage | None:
+    """The email inside a part: a message/rfc822 part (plain, or base64/quoted-printable encoded as some
+    clients send it) or an attached ``.eml`` file; None for any other part."""
+    content_type = part.get_content_type()
+    is_eml = (part.get_filename() or "").lower().endswith(".eml")
+    if content_type != "message/rfc822" and not is_eml:
+        return None
+    encoding = (part.get("Content-Transfer-Encoding") or "").strip().lower()
+    if content_type == "message/rfc822" and encoding not in ("base64", "quoted-printable"):
+        return part.get_content()
+    raw = _raw_body(part)
+    decoded = base64.b64decode(raw) if encoding == "base64" else (
+        quopri.decodestring(raw) if encoding == "quoted-printable" else raw)
+    return email.message_from_bytes(decoded, policy=policy.default)
+
+
+def _raw_body(part: EmailMessage) -> bytes:
+    """A part's body exactly as transmitted (still transfer-encoded)."""
+    text = part.as_bytes()
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        at = text.find(separator)
+        if at != -1:
+            return text[at + len(separator):]
+    return b""
+
+
+def _leaves(part: EmailMessage):
+    """Every non-multipart part, depth first; an attached message is yielded whole (not entered)."""
+    if part.get_content_type() == "message/rfc822" or not part.is_multipart():
+        yield part
+        return
+    for sub in part.iter_parts():
+        yield from _leaves(sub)
+
+
+def _is_body_text(part: EmailMessage) -> bool:
+    """The message's own text (plain or HTML), as opposed to a file attached to it."""
+    return (part.get_content_maintype() == "text" and part.get_content_subtype() in ("plain", "html")
+            and part.get_filename() is None and part.get_content_disposition() != "attachment")
+
+
+def _not_a_carrier_file(part: EmailMessage, content_type: str) -> str | None:
+    if content_type.startswith("image/"):
+        inline = part.get_content_disposition() == "inline" or part.get("Content-ID")
+        return f"an {'inline ' if inline else ''}image ({content_type}), not a carrier file"
+    if content_type in NOT_CARRIER_FILES:
+        return f"{NOT_CARRIER_FILES[content_type]} ({content_type}), not a carrier file"
+    return None
+
+
+def _unnamed(part: EmailMessage) -> str:
+    subtype = part.get_content_subtype()
+    return f"unnamed.{subtype or 'bin'}"
+
+
+def _describe(message: EmailMessage, recipient: str | None) -> str:
+    """The origin kept in the catalog: sender, recipient, subject and Message-ID."""
+    fields = [f"from {message.get('From', '?')}"]
+    if recipient or message.get("To"):
+        fields.append(f"to {recipient or message.get('To')}")
+    fields.append(f"subject {message.get('Subject', '')!r}")
+    fields.append(f"message-id {message.get('Message-ID', '?')}")
+    return "email " + ", ".join(fields)

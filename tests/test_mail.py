@@ -1,0 +1,117 @@
+"""Email intake: attachments through the door with the message as origin; signature images and invites
+recorded as ignored (never held); forwarded .eml opened; plus-address routing; ``cdr upload message.eml``."""
+
+from __future__ import annotations
+
+import io
+from email.message import EmailMessage
+
+import pytest
+from click.testing import CliRunner
+
+from ingest.catalog import files as catalog_files
+from ingest.cli import cli
+from ingest.errors import NotFound
+from ingest.mail import Route, route_of, take_message
+from tests.records import record, render
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"logo" * 50
+
+
+def carrier_email(to="cdrs@billing.example.com") -> bytes:
+    message = EmailMessage()
+    message["From"] = "billing@herotel.example"
+    message["To"] = to
+    message["Subject"] = "Your October CDRs"
+    message["Message-ID"] = "<oct-cdrs@herotel.example>"
+    message.set_content("Please find attached.\n\n-- \nHero Billing")
+    message.add_alternative("<p>Please find attached.</p><img src='cid:logo'><img src='cid:x'>", subtype="html")
+    html = message.get_payload()[1]
+    html.add_related(PNG, maintype="image", subtype="png", cid="<logo>", filename="logo.png")
+    html.add_related(PNG[::-1], maintype="image", subtype="png", cid="<x>", filename="x-icon.png")
+    message.add_attachment(render([record(1), record(2)]), maintype="text", subtype="csv",
+                           filename="hero_cdr_20261001.csv")
+    message.add_attachment(render([record(3, CallType="Line Rental", BParty="", Seconds="0", UTCDateTime="")],
+                                  carrier="techconnections"), maintype="text", subtype="csv",
+                           filename="TC_SDR_202610.csv")
+    message.add_attachment(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", maintype="text", subtype="calendar",
+                           filename="invite.ics")
+    return message.as_bytes()
+
+
+def rows(app):
+    with app.catalog.read() as conn:
+        return catalog_files.list_files(conn)
+
+
+def test_two_files_and_the_images_and_invite_ignored_then_the_same_message_again_is_held(app):
+    first = take_message(app, io.BytesIO(carrier_email()), source="email")
+    assert sorted((r.name, r.status) for r in first) == [
+        ("TC_SDR_202610.csv", "queued"), ("hero_cdr_20261001.csv", "queued"), ("invite.ics", "ignored"),
+        ("logo.png", "ignored"), ("x-icon.png", "ignored")]
+    again = take_message(app, io.BytesIO(carrier_email()), source="email")
+    assert sorted((r.name, r.status, r.reason) for r in again) == [
+        ("TC_SDR_202610.csv", "held", "duplicate-content"), ("hero_cdr_20261001.csv", "held", "duplicate-content"),
+        ("invite.ics", "ignored", "not-a-carrier-file"), ("logo.png", "ignored", "not-a-carrier-file"),
+        ("x-icon.png", "ignored", "not-a-carrier-file")]
+    stored = {r["name"]: r for r in rows(app) if r["status"] == "queued"}
+    assert stored["TC_SDR_202610.csv"]["type"] == "sdr" and stored["hero_cdr_20261001.csv"]["carrier"] == "hero"
+    origin = stored["hero_cdr_20261001.csv"]["origin"]
+    assert "billing@herotel.example" in origin and "<oct-cdrs@herotel.example>" in origin and "October" in origin
+    logo = next(r for r in rows(app) if r["name"] == "logo.png")
+    assert "inline image" in logo["error"] and app.staging.path_of(logo["blob"]).read_bytes() == PNG
+
+
+def test_a_forwarded_eml_is_opened_and_its_attachments_taken(app):
+    forward = EmailMessage()
+    forward["From"] = "staff@reseller.example"
+    forward["To"] = "cdrs@billing.example.com"
+    forward["Subject"] = "Fwd: Your October CDRs"
+    forward.set_content("FYI")
+    forward.add_attachment(carrier_email(), maintype="message", subtype="rfc822", filename="original.eml")
+    got = take_message(app, io.BytesIO(forward.as_bytes()), source="email")
+    assert sorted(r.name for r in got if r.status == "queued") == ["TC_SDR_202610.csv", "hero_cdr_20261001.csv"]
+
+
+def test_an_eml_forwarded_as_a_plain_file_is_opened_too(app):
+    forward = EmailMessage()
+    forward["From"] = "staff@reseller.example"
+    forward["To"] = "cdrs@billing.example.com"
+    forward.set_content("see attached")
+    forward.add_attachment(carrier_email(), maintype="application", subtype="octet-stream", filename="Oct CDRs.eml")
+    got = take_message(app, io.BytesIO(forward.as_bytes()), source="email")
+    assert sorted(r.name for r in got if r.status == "queued") == ["TC_SDR_202610.csv", "hero_cdr_20261001.csv"]
+
+
+def test_plus_addresses_route_carrier_and_cadence(app):
+    assert route_of("cdrs@billing.example.com", app) == Route()
+    assert route_of("CDRS+hero@billing.example.com", app) == Route("hero", None)
+    assert route_of("cdrs+techconnections-monthly@billing.example.com", app) == Route("techconnections", "monthly")
+    with pytest.raises(NotFound):
+        route_of("someone@billing.example.com", app)
+    with pytest.raises(NotFound):
+        route_of("cdrs+nobody@billing.example.com", app)
+
+
+def test_the_recipient_address_names_the_carrier_when_file_names_do_not(app):
+    message = EmailMessage()
+    message["From"] = "noreply@carrier.example"
+    message["To"] = "cdrs+hero-daily@billing.example.com"
+    message["Subject"] = "CDR"
+    message.set_content("attached")
+    message.add_attachment(render([record(9)]), maintype="text", subtype="csv", filename="export.csv")
+    [got] = take_message(app, io.BytesIO(message.as_bytes()), source="email")
+    stored = next(r for r in rows(app) if r["id"] == got.id)
+    assert (got.status, stored["carrier"], stored["cadence"]) == ("ignored", "hero", "daily")  # no rule gives a type
+    assert "no file rule of carrier 'hero'" in stored["error"]
+
+
+def test_cdr_upload_takes_a_saved_email(app, tmp_path):
+    saved = tmp_path / "message.eml"
+    saved.write_bytes(carrier_email())
+    result = CliRunner().invoke(cli, ["--config", str(app.config.path), "upload", str(saved)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "hero_cdr_20261001.csv: loaded, 2 records" in result.output
+    assert "logo.png: ignored (not-a-carrier-file)" in result.output
+    missing = CliRunner().invoke(cli, ["--config", str(app.config.path), "upload", str(tmp_path / "a.csv")])
+    assert missing.exit_code != 0
