@@ -131,6 +131,33 @@ class IntakeLimits:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    domain: str
+    listen: str = "127.0.0.1"
+    port: int = 2525
+    mailbox: str = "cdrs"
+    max_message_bytes: int = 50 * 1024 * 1024
+
+    @classmethod
+    def of(cls, table: dict, key: str = "smtp") -> "SmtpSettings":
+        allowed = {"domain", "listen", "port", "mailbox", "max_message_bytes"}
+        for name in table:
+            if name not in allowed:
+                raise ConfigError(f"{key}.{name}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        if not isinstance(table.get("domain"), str) or "." not in table.get("domain", ""):
+            raise ConfigError(f"{key}.domain", "is required: the domain mail is addressed to, e.g. billing.example.com")
+        port = table.get("port", 2525)
+        if not isinstance(port, int) or not 0 <= port < 65536:
+            raise ConfigError(f"{key}.port", "must be a port number")
+        size = table.get("max_message_bytes", cls.max_message_bytes)
+        if not isinstance(size, int) or size < 1024:
+            raise ConfigError(f"{key}.max_message_bytes", "must be a whole number of at least 1024")
+        return cls(domain=table["domain"].lower(), listen=table.get("listen", "127.0.0.1"), port=port,
+                   mailbox=table.get("mailbox", "cdrs"), max_message_bytes=size)
+
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     database_url: str
@@ -138,6 +165,7 @@ class Config:
     carriers: dict[str, CarrierSpec]
     sources: tuple[SourceSpec, ...]
     limits: IntakeLimits
+    smtp: SmtpSettings | None = None
 
     def carrier(self, name: str) -> CarrierSpec:
         from .errors import NotFound
@@ -220,7 +248,7 @@ def _merge_includes(raw: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Config:
-    _only(raw, "", {"database", "staging", "intake", "carriers", "sources"})
+    _only(raw, "", {"database", "staging", "intake", "carriers", "sources", "smtp"})
     database = _table(raw, "database")
     _only(database, "database", {"url"})
     staging = _table(raw, "staging")
@@ -267,6 +295,7 @@ def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Confi
         carriers=carriers,
         sources=tuple(sources),
         limits=limits,
+        smtp=SmtpSettings.of(_table(raw, "smtp")) if "smtp" in raw else None,
     )
     _check_plugins(config)
     return config

@@ -6,7 +6,8 @@
 - A failed pass is recorded (``cdr status``) and retried with backoff: a transient error (unreachable,
   timeout, dropped) after 30 s, doubling, never later than the regular schedule; a permanent one (login or
   host key refused) not before the regular schedule and doubling up to 6 hours, so it is not hammered.
-- Drop folders are watched (``ingest.watch``); queued files are loaded as they arrive.
+- Drop folders are watched (``ingest.watch``); with an ``[smtp]`` section the mail listener runs too;
+  queued files are loaded as they arrive.
 - ``stop`` (SIGTERM/SIGINT in ``cdr daemon``) ends every loop between steps. Intake and load are each one
   transaction, so a stop never leaves a half-staged file or a partial load.
 """
@@ -112,11 +113,18 @@ def run_daemon(app: App, *, stop: threading.Event, load: bool = True,
             target=lambda: watch(app, stop=stop, load=False, actor="daemon",
                                  on_pass=lambda results: wake_loader.set() if any(r.received for r in results) else None),
             name="cdr-watch", daemon=True))
+    listener = None
+    if app.config.smtp is not None:
+        from .smtp import SmtpListener
+
+        listener = SmtpListener(app, app.config.smtp).start()
     for thread in threads:
         thread.start()
     try:
         stop.wait()
     finally:
+        if listener is not None:
+            listener.stop()
         wake_loader.set()
         for thread in threads:
             thread.join(timeout=60)

@@ -1,0 +1,94 @@
+"""The inbound SMTP listener (aiosmtpd): carriers and staff mail files to ``cdrs@<domain>``.
+
+- Only the configured domain and mailbox are accepted, with the plus-address routes of :mod:`ingest.mail`
+  (``cdrs+hero@``, ``cdrs+hero-daily@``); any other recipient is refused with 550 at RCPT, so the
+  listener is never an open relay.
+- A message larger than ``max_message_bytes`` is refused (552).
+- A message is accepted (250) only after its attachments are staged and recorded in the catalog; if that
+  fails for a reason that may pass (a busy database), the sender is told to try again (451), so no mail is
+  lost: the sending server keeps it and retries.
+
+Configured as ``[smtp]`` in the TOML (``ingest.config.SmtpSettings``): ``listen`` (default 127.0.0.1), ``port`` (default 2525), ``domain``
+(required), ``mailbox`` (default "cdrs"), ``max_message_bytes`` (default 50 MiB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+from .app import App
+from .config import SmtpSettings
+from .errors import CdrError, NotFound
+from .mail import route_of, take_message
+
+log = logging.getLogger(__name__)
+
+
+class CdrMailHandler:
+    """aiosmtpd handler: RCPT checks the address, DATA stages the attachments before answering."""
+
+    def __init__(self, app: App, settings: SmtpSettings, source: str = "smtp"):
+        self.app = app
+        self.settings = settings
+        self.source = source
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        domain = address.rsplit("@", 1)[-1].lower()
+        try:
+            if domain != self.settings.domain:
+                raise NotFound(f"not a domain served here: {domain}")
+            route_of(address, self.app, self.settings.mailbox)
+        except NotFound:
+            return "550 5.1.1 No such mailbox here (this server relays nothing)"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        content = envelope.original_content or envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", errors="surrogateescape")
+        recipient = envelope.rcpt_tos[0]
+        route = route_of(recipient, self.app, self.settings.mailbox)
+        loop = asyncio.get_running_loop()
+        try:
+            received = await loop.run_in_executor(None, lambda: take_message(
+                self.app, io.BytesIO(content), source=self.source, recipient=recipient, route=route,
+                actor=f"smtp:{envelope.mail_from}"))
+        except CdrError as exc:
+            log.warning("smtp: message from %s not taken: %s", envelope.mail_from, exc)
+            if exc.transient:
+                return "451 4.3.0 Temporarily unable to store the message; try again later"
+            return "554 5.6.0 The message could not be taken"
+        log.info("smtp message taken", extra={"event": "mail_taken", "sender": envelope.mail_from,
+                                              "files": len(received)})
+        return f"250 OK: {len(received)} attachment(s) staged"
+
+
+class SmtpListener:
+    """Runs the SMTP server in its own thread (aiosmtpd's Controller)."""
+
+    def __init__(self, app: App, settings: SmtpSettings):
+        from aiosmtpd.controller import Controller
+
+        self.settings = settings
+        self.controller = Controller(CdrMailHandler(app, settings), hostname=settings.listen, port=settings.port,
+                                     data_size_limit=settings.max_message_bytes, server_hostname=settings.domain)
+
+    @property
+    def port(self) -> int:
+        return self.controller.server.sockets[0].getsockname()[1]
+
+    def start(self) -> "SmtpListener":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def __enter__(self) -> "SmtpListener":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,115 @@
+"""The inbound SMTP listener, driven by smtplib: routing by address, no open relay, the size limit, and a
+250 only once the attachments are staged."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+
+import pytest
+
+from ingest.catalog import files as catalog_files
+from ingest.config import SmtpSettings
+from ingest.smtp import SmtpListener
+from tests.test_mail import carrier_email as lf_email
+
+
+def carrier_email(**kwargs) -> bytes:
+    """On the wire, as a mail client sends it: CRLF line ends."""
+    return lf_email(**kwargs).replace(b"\n", b"\r\n")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def listener(app):
+    settings = SmtpSettings(domain="billing.example.com", port=free_port(), max_message_bytes=200_000)
+    with SmtpListener(app, settings) as running:
+        yield running
+
+
+def rows(app):
+    with app.catalog.read() as conn:
+        return catalog_files.list_files(conn)
+
+
+def test_a_mailed_message_is_staged_before_250(app, listener):
+    with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:
+        refused = client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email())
+    assert refused == {}
+    got = sorted((r["name"], r["status"]) for r in rows(app))
+    assert ("hero_cdr_20261001.csv", "queued") in got and ("logo.png", "ignored") in got
+    assert all(r["source"] == "smtp" for r in rows(app))
+
+
+def test_plus_address_routes_the_carrier(app, listener):
+    with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:
+        client.sendmail("x@carrier.example", ["cdrs+hero-daily@billing.example.com"],
+                        carrier_email(to="cdrs+hero-daily@billing.example.com"))
+    stored = {r["name"]: r for r in rows(app)}
+    assert (stored["hero_cdr_20261001.csv"]["carrier"], stored["hero_cdr_20261001.csv"]["cadence"]) == ("hero", "daily")
+
+
+@pytest.mark.parametrize("recipient", ["someone@billing.example.com", "cdrs@elsewhere.example.org",
+                                       "cdrs+nobody@billing.example.com"])
+def test_unknown_recipients_are_refused_so_it_is_never_an_open_relay(app, listener, recipient):
+    with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+            client.sendmail("spammer@example.net", [recipient], carrier_email())
+    assert caught.value.recipients[recipient][0] == 550
+    assert rows(app) == []
+
+
+def test_an_oversized_message_is_refused(app, listener):
+    big = carrier_email() + b"X" * 300_000
+    with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:
+        with pytest.raises((smtplib.SMTPDataError, smtplib.SMTPSenderRefused, smtplib.SMTPServerDisconnected)) as caught:
+            client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], big)
+    code = getattr(caught.value, "smtp_code", 552)
+    assert code == 552
+    assert rows(app) == []
+
+
+def test_smtp_settings_are_checked():
+    from ingest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="domain"):
+        SmtpSettings.of({})
+    with pytest.raises(ConfigError, match="unknown key"):
+        SmtpSettings.of({"domain": "a.example", "relay": True})
+
+
+def test_the_daemon_runs_the_listener_and_loads_what_is_mailed(make_config):
+    import threading
+    import time
+
+    from ingest.daemon import run_daemon
+    from tests.conftest import app_with
+
+    port = free_port()
+    app = app_with(make_config, f'[smtp]\ndomain = "billing.example.com"\nport = {port}\n')
+    stop = threading.Event()
+    daemon = threading.Thread(target=run_daemon, kwargs={"app": app, "stop": stop}, daemon=True)
+    try:
+        daemon.start()
+        deadline = time.monotonic() + 20
+        while True:  # the listener comes up with the daemon
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                    client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email())
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the listener did not start"
+                time.sleep(0.05)
+        while {r["name"]: r["status"] for r in rows(app)}.get("hero_cdr_20261001.csv") != "loaded":
+            assert time.monotonic() < deadline, rows(app)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        daemon.join(timeout=30)
+        app.close()
+    assert not daemon.is_alive()
