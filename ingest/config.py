@@ -132,15 +132,29 @@ class IntakeLimits:
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """``[smtp]``: the inbound mail listener. STARTTLS is offered with ``tls_cert_file``/``tls_key_file``
+    (``require_tls`` refuses mail without it); AUTH is required with ``auth_username`` and ``auth_password``
+    (``${ENV}`` or ``auth_password_file``, only over TLS); ``[smtp.allowed_senders]`` maps a carrier to the
+    senders (addresses or ``@domain``) allowed to mail its route."""
+
     domain: str
     listen: str = "127.0.0.1"
     port: int = 2525
     mailbox: str = "cdrs"
     max_message_bytes: int = 50 * 1024 * 1024
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    require_tls: bool = False
+    auth_username: str | None = None
+    auth_options: dict[str, Any] = field(default_factory=dict)
+    allowed_senders: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, table: dict, key: str = "smtp") -> "SmtpSettings":
-        allowed = {"domain", "listen", "port", "mailbox", "max_message_bytes"}
+        from .secrets import check_secret
+
+        allowed = {"domain", "listen", "port", "mailbox", "max_message_bytes", "tls_cert_file", "tls_key_file",
+                   "require_tls", "auth_username", "auth_password", "auth_password_file", "allowed_senders"}
         for name in table:
             if name not in allowed:
                 raise ConfigError(f"{key}.{name}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
@@ -152,9 +166,34 @@ class SmtpSettings:
         size = table.get("max_message_bytes", cls.max_message_bytes)
         if not isinstance(size, int) or size < 1024:
             raise ConfigError(f"{key}.max_message_bytes", "must be a whole number of at least 1024")
+        if ("tls_cert_file" in table) != ("tls_key_file" in table):
+            raise ConfigError(f"{key}.tls_key_file", "give both tls_cert_file and tls_key_file")
+        if table.get("require_tls") and "tls_cert_file" not in table:
+            raise ConfigError(f"{key}.require_tls", "needs tls_cert_file and tls_key_file")
+        auth = {k: table[k] for k in ("auth_password", "auth_password_file") if k in table}
+        if "auth_username" in table:
+            if not auth:
+                raise ConfigError(f"{key}.auth_password", 'give auth_password = "${ENV_VAR}" or auth_password_file')
+            if "tls_cert_file" not in table:
+                raise ConfigError(f"{key}.auth_username", "AUTH needs STARTTLS (tls_cert_file and tls_key_file)")
+            check_secret(auth, "auth_password", key)
+        senders = table.get("allowed_senders", {})
+        if not isinstance(senders, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in senders.values()):
+            raise ConfigError(f"{key}.allowed_senders", "must map carriers to lists of addresses or @domains")
         return cls(domain=table["domain"].lower(), listen=table.get("listen", "127.0.0.1"), port=port,
-                   mailbox=table.get("mailbox", "cdrs"), max_message_bytes=size)
+                   mailbox=table.get("mailbox", "cdrs"), max_message_bytes=size,
+                   tls_cert_file=table.get("tls_cert_file"), tls_key_file=table.get("tls_key_file"),
+                   require_tls=bool(table.get("require_tls", False)), auth_username=table.get("auth_username"),
+                   auth_options=auth,
+                   allowed_senders={c: tuple(x.lower() for x in v) for c, v in senders.items()})
 
+    def sender_allowed(self, carrier: str | None, sender: str) -> bool:
+        allowed = self.allowed_senders.get(carrier or "")
+        if not allowed:
+            return True
+        sender = sender.lower()
+        return any(sender == a or (a.startswith("@") and sender.endswith(a)) for a in allowed)
 
 
 @dataclass(frozen=True)

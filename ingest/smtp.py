@@ -15,13 +15,16 @@ Configured as ``[smtp]`` in the TOML (``ingest.config.SmtpSettings``): ``listen`
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import logging
+import ssl
 
 from .app import App
 from .config import SmtpSettings
 from .errors import CdrError, NotFound
 from .mail import route_of, take_message
+from .secrets import resolve_secret
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,11 @@ class CdrMailHandler:
         try:
             if domain != self.settings.domain:
                 raise NotFound(f"not a domain served here: {domain}")
-            route_of(address, self.app, self.settings.mailbox)
+            route = route_of(address, self.app, self.settings.mailbox)
         except NotFound:
             return "550 5.1.1 No such mailbox here (this server relays nothing)"
+        if not self.settings.sender_allowed(route.carrier, envelope.mail_from or ""):
+            return "550 5.7.1 Sender not allowed to send files for this carrier"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -71,10 +76,27 @@ class SmtpListener:
 
     def __init__(self, app: App, settings: SmtpSettings):
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
 
         self.settings = settings
+        options: dict = {}
+        if settings.tls_cert_file:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+            options.update(tls_context=context, require_starttls=settings.require_tls)
+        if settings.auth_username:
+            password = resolve_secret(settings.auth_options, "auth_password")
+
+            def authenticate(server, session, envelope, mechanism, auth_data):
+                good = (isinstance(auth_data, LoginPassword)
+                        and hmac.compare_digest(auth_data.login, settings.auth_username.encode())
+                        and hmac.compare_digest(auth_data.password, password.reveal().encode()))
+                return AuthResult(success=good, handled=False)
+
+            options.update(authenticator=authenticate, auth_required=True, auth_require_tls=True)
         self.controller = Controller(CdrMailHandler(app, settings), hostname=settings.listen, port=settings.port,
-                                     data_size_limit=settings.max_message_bytes, server_hostname=settings.domain)
+                                     data_size_limit=settings.max_message_bytes, server_hostname=settings.domain,
+                                     **options)
 
     @property
     def port(self) -> int:

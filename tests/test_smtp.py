@@ -81,6 +81,11 @@ def test_smtp_settings_are_checked():
         SmtpSettings.of({})
     with pytest.raises(ConfigError, match="unknown key"):
         SmtpSettings.of({"domain": "a.example", "relay": True})
+    with pytest.raises(ConfigError, match="AUTH needs STARTTLS"):
+        SmtpSettings.of({"domain": "a.example", "auth_username": "u", "auth_password_file": __file__})
+    with pytest.raises(ConfigError, match="not written in the file"):
+        SmtpSettings.of({"domain": "a.example", "auth_username": "u", "auth_password": "hunter2",
+                         "tls_cert_file": "c", "tls_key_file": "k"})
 
 
 def test_the_daemon_runs_the_listener_and_loads_what_is_mailed(make_config):
@@ -113,3 +118,59 @@ def test_the_daemon_runs_the_listener_and_loads_what_is_mailed(make_config):
         daemon.join(timeout=30)
         app.close()
     assert not daemon.is_alive()
+
+
+@pytest.fixture
+def tls_listener(app, tmp_path, monkeypatch):
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "billing.example.com")
+    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key_file))
+    with open(cert_file, "wb") as out:
+        for blob in cert.cert_chain_pems:
+            out.write(blob.bytes())
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("CDR_TEST_SMTP_PW", "mail-secret-9d2")
+    settings = SmtpSettings.of({
+        "domain": "billing.example.com", "port": free_port(), "tls_cert_file": str(cert_file),
+        "tls_key_file": str(key_file), "require_tls": True, "auth_username": "staff",
+        "auth_password": "${CDR_TEST_SMTP_PW}", "allowed_senders": {"hero": ["@herotel.example"]}})
+    with SmtpListener(app, settings) as running:
+        running.ca_file = ca_file
+        yield running
+
+
+def tls_client(listener):
+    import ssl
+
+    client = smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10)
+    client.starttls(context=ssl.create_default_context(cafile=str(listener.ca_file)))
+    return client
+
+
+def test_starttls_and_auth_are_required_and_work(app, tls_listener):
+    with smtplib.SMTP("127.0.0.1", tls_listener.settings.port, timeout=10) as plain:
+        with pytest.raises(smtplib.SMTPException):  # no STARTTLS: refused
+            plain.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email())
+    with tls_client(tls_listener) as client:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("staff", "wrong")
+    with tls_client(tls_listener) as client:
+        with pytest.raises(smtplib.SMTPSenderRefused):  # TLS but no AUTH
+            client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email())
+    assert rows(app) == []
+    with tls_client(tls_listener) as client:
+        client.login("staff", "mail-secret-9d2")
+        assert client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email()) == {}
+    assert any(r["name"] == "hero_cdr_20261001.csv" for r in rows(app))
+
+
+def test_allowed_senders_per_carrier(app, tls_listener):
+    with tls_client(tls_listener) as client:
+        client.login("staff", "mail-secret-9d2")
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+            client.sendmail("someone@elsewhere.example", ["cdrs+hero@billing.example.com"], carrier_email())
+        assert caught.value.recipients["cdrs+hero@billing.example.com"][0] == 550
+        assert client.sendmail("billing@herotel.example", ["cdrs+hero@billing.example.com"], carrier_email()) == {}
