@@ -185,11 +185,6 @@ def first_row(source: Source, delimiter: str) -> tuple[int, list[str]]:
                 return start, fields
 
 
-def first_line_fields(source: Source, delimiter: str) -> list[str]:
-    """The first non-empty row of a delimited file, parsed (quotes honoured), BOM removed."""
-    return first_row(source, delimiter)[1]
-
-
 def read_delimited(source: Source, delimiter: str, column_names: Sequence[str],
                    header_line: int) -> Iterator[TextBlock]:
     """Stream a delimited file as blocks of text columns. ``header_line`` is the physical line of the header

@@ -413,13 +413,12 @@ def test_names_escaping_the_directory_are_refused_and_never_staged(make_config, 
     put(remote.root / "evil.csv", outside)  # where "/daily/../evil.csv" would lead
     put_daily(remote)
     reported = [b"/evil.csv", b"x/../../evil.csv", b"evil\n.csv", b"evil\r.csv", b"../evil.csv", b"..\\evil.csv"]
-    skipped: list[bytes] = []
 
     class Hostile(OwnedSFTPServer):
         async def scandir(self, path):
             async for name in super().scandir(path):
                 yield name
-            for filename in reported + skipped:
+            for filename in reported:
                 attrs = asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_REGULAR, size=len(outside),
                                            permissions=stat.S_IFREG | 0o644, uid=0, gid=0,
                                            atime=int(time.time()) - 3600, mtime=int(time.time()) - 3600)
