@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 

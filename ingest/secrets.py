@@ -48,6 +48,13 @@ def check_secret(options: dict, name: str, key: str, env: dict[str, str] | None 
             raise ConfigError(f"{key}.{name}_file", f"not a readable file: {from_file!r}")
 
 
+def require_secret(options: dict, name: str, key: str, env: dict[str, str] | None = None) -> None:
+    """Like :func:`check_secret`, and the secret must be given (one of the two forms)."""
+    check_secret(options, name, key, env)
+    if name not in options and f"{name}_file" not in options:
+        raise ConfigError(f"{key}.{name}", f'give {name} = "${{ENV_VAR}}" or {name}_file')
+
+
 def resolve_secret(options: dict, name: str, env: dict[str, str] | None = None) -> Secret | None:
     """The secret ``name`` of a source's options, or None when not configured."""
     env = os.environ if env is None else env

@@ -89,5 +89,14 @@ def app(make_config):
     application.close()
 
 
+@pytest.fixture
+def apps():
+    """A list a test appends the Apps it opens to; each is closed afterwards."""
+    opened: list[App] = []
+    yield opened
+    for application in opened:
+        application.close()
+
+
 def app_with(make_config, extra: str) -> App:
     return App(load_config(make_config(extra), env={}), actor="tester")

@@ -40,14 +40,6 @@ def feed_toml(server, name="hero-feed", carrier="hero", **options) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def apps():
-    opened = []
-    yield opened
-    for app in opened:
-        app.close()
-
-
 def make(make_config, apps, server, **options):
     app = app_with(make_config, feed_toml(server, **options))
     apps.append(app)

@@ -23,7 +23,7 @@ from ingest.daemon import RETRY_FIRST, Schedule, retry_at, run_daemon, run_pass
 from ingest.errors import ConfigError
 from tests.conftest import app_with
 from tests.records import record, render
-from tests.remote_contract import OLD, put
+from tests.remote_contract import put
 
 T0 = datetime(2026, 11, 22, 10, 0, 5, tzinfo=timezone.utc)
 

@@ -78,14 +78,6 @@ class TestSftpSource(RemoteContract):
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def apps():
-    opened = []
-    yield opened
-    for app in opened:
-        app.close()
-
-
 def source(make_config, remote, apps, **options):
     daily = remote.root / "daily"
     daily.mkdir(parents=True, exist_ok=True)

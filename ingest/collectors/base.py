@@ -25,6 +25,14 @@ class PassResult:
     failed_permanently: bool = False
 
 
+# How often a scheduled source runs (``ingest.schedule.Schedule.of`` reads them).
+SCHEDULE_OPTIONS: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "schedule": (str, False),
+    "interval_seconds": ((int, float), False),
+    "jitter_seconds": ((int, float), False),
+}
+
+
 class Collector(ABC):
     kind: ClassVar[str]
     # option -> (type, required)

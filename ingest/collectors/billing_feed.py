@@ -32,10 +32,10 @@ from carriers import Source, parser_for
 from ..catalog import cursors
 from ..config import FORMATS
 from ..errors import CdrError, ConfigError, ParseError, PermanentError, TransientError
-from ..intake import Origin, Received, receive
+from ..intake import Origin, receive
 from ..schedule import Schedule
-from ..secrets import check_secret, resolve_secret
-from .base import Collector, PassResult
+from ..secrets import require_secret, resolve_secret
+from .base import SCHEDULE_OPTIONS, Collector, PassResult
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +59,14 @@ class BillingFeed(Collector):
         "max_pages": (int, False),
         "timeout_seconds": ((int, float), False),
         "ca_file": (str, False),
-        "schedule": (str, False),
-        "interval_seconds": ((int, float), False),
-        "jitter_seconds": ((int, float), False),
+        **SCHEDULE_OPTIONS,
     }
 
     @classmethod
     def check_options(cls, spec, config, key: str) -> None:
         super().check_options(spec, config, key)
         options = spec.options
-        check_secret(options, "password", key)
-        if "password" not in options and "password_file" not in options:
-            raise ConfigError(f"{key}.password", 'give password = "${ENV_VAR}" or password_file')
+        require_secret(options, "password", key)
         url = urllib.parse.urlsplit(options["url"])
         if url.scheme not in ("https", "http") or not url.hostname:
             raise ConfigError(f"{key}.url", "must be an https:// URL")

@@ -36,7 +36,7 @@ from urllib.parse import quote
 import aioftp
 
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
-from ..secrets import Secret, check_secret, resolve_secret
+from ..secrets import Secret, require_secret, resolve_secret
 from .remote import SERVER_OPTIONS, RemoteCollector, RemoteEntry, Transport
 
 log = logging.getLogger(__name__)
@@ -345,9 +345,7 @@ class FtpCollector(RemoteCollector):
     @classmethod
     def check_options(cls, spec, config, key: str) -> None:
         super().check_options(spec, config, key)
-        check_secret(spec.options, "password", key)
-        if "password" not in spec.options and "password_file" not in spec.options:
-            raise ConfigError(f"{key}.password", "give password = \"${ENV_VAR}\" or password_file")
+        require_secret(spec.options, "password", key)
         for option in ("host", "username"):
             value = spec.options[option]
             if not value or any(not ch.isprintable() or ch.isspace() for ch in value):

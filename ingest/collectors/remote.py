@@ -37,7 +37,7 @@ from ..config import CADENCES, FILE_TYPES, FORMATS
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
 from ..intake import Origin, receive
 from ..schedule import Schedule
-from .base import Collector, PassResult
+from .base import SCHEDULE_OPTIONS, Collector, PassResult
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,7 @@ class RemoteCollector(Collector):
         "stable_listings": (int, False),
         "after": (str, False),
         "move_to": (str, False),
-        "schedule": (str, False),
-        "interval_seconds": ((int, float), False),
-        "jitter_seconds": ((int, float), False),
+        **SCHEDULE_OPTIONS,
     }
 
     @classmethod
