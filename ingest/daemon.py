@@ -6,7 +6,7 @@
 - A failed pass is recorded (``cdr status``) and retried with backoff: a transient error (unreachable,
   timeout, dropped) after 30 s, doubling, never later than the regular schedule; a permanent one (login or
   host key refused) not before the regular schedule and doubling up to 6 hours, so it is not hammered.
-- Drop folders are watched (``ingest.watch``); with an ``[smtp]`` section the mail listener runs too;
+- Drop folders and Maildirs are watched (``ingest.watch``); with an ``[smtp]`` section the mail listener runs too;
   queued files are loaded as they arrive.
 - ``stop`` (SIGTERM/SIGINT in ``cdr daemon``) ends every loop between steps. Intake and load are each one
   transaction, so a stop never leaves a half-staged file or a partial load.
@@ -22,7 +22,7 @@ from typing import Callable
 
 from .app import App
 from .catalog import sources as source_states
-from .collectors import PassResult, collector_for
+from .collectors import PassResult, collector_for, is_watched
 from .errors import CdrError
 from .schedule import RETRY_FIRST, Schedule, retry_at  # noqa: F401 - part of this module's API
 
@@ -60,7 +60,7 @@ def run_pass(app: App, source: str, *, schedule: Schedule | None = None) -> tupl
 
 
 def remote_sources(app: App) -> list[str]:
-    return [spec.name for spec in app.config.sources if spec.kind != "dropfolder"]
+    return [spec.name for spec in app.config.sources if not is_watched(spec)]
 
 
 def run_daemon(app: App, *, stop: threading.Event, load: bool = True,
@@ -107,7 +107,7 @@ def run_daemon(app: App, *, stop: threading.Event, load: bool = True,
         threads.append(threading.Thread(target=source_loop, args=(name,), name=f"cdr-source-{name}", daemon=True))
     if load:
         threads.append(threading.Thread(target=loader_loop, name="cdr-loader", daemon=True))
-    if any(spec.kind == "dropfolder" for spec in app.config.sources):
+    if any(is_watched(spec) for spec in app.config.sources):
         threads.append(threading.Thread(
             target=lambda: watch(app, stop=stop, load=False, actor="daemon",
                                  on_pass=lambda results: wake_loader.set() if any(r.received for r in results) else None),

@@ -61,29 +61,44 @@ def route_of(address: str, app: App, mailbox: str = "cdrs") -> Route:
     return Route(carrier=carrier, cadence=cadence)
 
 
-def take_message(app: App, stream: BinaryIO, *, source: str, recipient: str | None = None,
-                 route: Route | None = None, actor: str | None = None) -> list[Received]:
-    """Every attachment of one message (and of messages attached to it) through the intake door."""
-    message = email.message_from_binary_file(stream, policy=policy.default)
+def parse_message(stream: BinaryIO) -> EmailMessage:
+    return email.message_from_binary_file(stream, policy=policy.default)
+
+
+def take_message(app: App, stream: BinaryIO | EmailMessage, *, source: str, recipient: str | None = None,
+                 route: Route | None = None, actor: str | None = None, mailbox: str = "cdrs",
+                 delivery: str | None = None) -> list[Received]:
+    """Every attachment of one message (and of messages attached to it) through the intake door.
+
+    Without ``route`` the message's recipient headers route it (see :func:`route_from_headers`). With
+    ``delivery`` (one mailbox message: the same key whenever the same message is offered again) each part
+    is offered as delivery ``<delivery>#<n>``, so taking the message again after a crash returns the parts
+    already recorded instead of holding them as duplicates of themselves."""
+    message = stream if isinstance(stream, EmailMessage) else parse_message(stream)
     if route is None:
-        route = _route_from_headers(app, message, recipient)
-    return _take(app, message, source=source, route=route, actor=actor, depth=0, recipient=recipient)
+        route = route_from_headers(app, message, recipient, mailbox)
+    parts = iter(range(1, 1 << 30)) if delivery is not None else None
+    return _take(app, message, source=source, route=route, actor=actor, depth=0, recipient=recipient,
+                 delivery=delivery, parts=parts)
 
 
-def _route_from_headers(app: App, message: EmailMessage, recipient: str | None) -> Route:
+def route_from_headers(app: App, message: EmailMessage, recipient: str | None = None,
+                       mailbox: str = "cdrs") -> Route:
+    """The route of the first address (the envelope recipient, then Delivered-To, X-Original-To, To, Cc)
+    that is one of the platform's mailbox routes; no route (file rules decide) if none is."""
     candidates = [recipient] if recipient else []
     for header in ("Delivered-To", "X-Original-To", "To", "Cc"):
         candidates += [address for _, address in getaddresses(message.get_all(header, []))]
     for address in candidates:
         try:
-            return route_of(address, app)
+            return route_of(address, app, mailbox)
         except NotFound:
             continue
     return Route()
 
 
 def _take(app: App, message: EmailMessage, *, source: str, route: Route, actor: str | None, depth: int,
-          recipient: str | None) -> list[Received]:
+          recipient: str | None, delivery: str | None, parts) -> list[Received]:
     where = _describe(message, recipient)
     received: list[Received] = []
     for part in _leaves(message):
@@ -91,7 +106,7 @@ def _take(app: App, message: EmailMessage, *, source: str, route: Route, actor: 
         if inner is not None:
             if depth < MAX_DEPTH:
                 received += _take(app, inner, source=source, route=route, actor=actor, depth=depth + 1,
-                                  recipient=recipient)
+                                  recipient=recipient, delivery=delivery, parts=parts)
             continue
         if _is_body_text(part):
             continue
@@ -99,7 +114,8 @@ def _take(app: App, message: EmailMessage, *, source: str, route: Route, actor: 
         name = part.get_filename() or _unnamed(part)
         payload = part.get_payload(decode=True) or b""
         origin = Origin(source=source, name=name, location=where, carrier=route.carrier, cadence=route.cadence,
-                        ignore=_not_a_carrier_file(part, content_type))
+                        ignore=_not_a_carrier_file(part, content_type),
+                        delivery=f"{delivery}#{next(parts)}" if delivery is not None else None)
         received += receive(app, io.BytesIO(payload), origin, actor=actor)
     return received
 

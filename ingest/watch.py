@@ -1,7 +1,7 @@
 """The drop-folder daemon loop.
 
-:func:`watch` runs every configured source of kind ``dropfolder`` (or only the named ones) until ``stop`` is
-set. Its contract:
+:func:`watch` runs every configured drop folder and Maildir (``dropfolder`` and ``maildir`` sources; or only
+the named ones) until ``stop`` is set. Its contract:
 
 - each collector's watchdog observer is started with one shared wake event; a source whose observer cannot
   start is logged and still collected by rescan (its settle fallback);
@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Callable
 
-from .collectors import PassResult, collector_for
+from .collectors import PassResult, collector_for, is_watched
 from .collectors.dropfolder import DropFolder
 from .errors import ConfigError, NotFound
 from .load import load_queued
@@ -86,7 +86,7 @@ def watch(
 def watch_once(app, sources: list[str] | None = None, load: bool = True, actor: str | None = None,
                clock: Callable[[], float] = time.time) -> list[PassResult]:
     """One pass over the drop folders (no watcher), then (if ``load``) load what is queued."""
-    collectors = [DropFolder(app, spec, clock, settle_from_mtime=True) for spec in _specs(app, sources)]
+    collectors = [collector_for(app, spec, clock, settle_from_mtime=True) for spec in _specs(app, sources)]
     try:
         results = [_collect(collector) for collector in collectors]
     finally:
@@ -104,14 +104,15 @@ def watch_once(app, sources: list[str] | None = None, load: bool = True, actor: 
 
 def _specs(app, names: list[str] | None):
     if names is None:
-        specs = [spec for spec in app.config.sources if spec.kind == DropFolder.kind]
+        specs = [spec for spec in app.config.sources if is_watched(spec)]
         if not specs:
             raise NotFound("no drop-folder sources are configured")
         return specs
     specs = [app.config.source(name) for name in names]  # NotFound for an unknown name
     for spec in specs:
-        if spec.kind != DropFolder.kind:
-            raise ConfigError(f"sources.{spec.name}", f"is of kind {spec.kind!r}; watch runs drop folders only")
+        if not is_watched(spec):
+            raise ConfigError(f"sources.{spec.name}", f"is of kind {spec.kind!r}; watch runs drop folders and "
+                                                      "Maildirs only")
     return specs
 
 

@@ -1,10 +1,11 @@
 #!/bin/sh
-# Installs the Debian packages the interop tests start: OpenSSH's sshd and vsftpd. Idempotent; needs root
+# Installs the Debian packages the interop tests start: OpenSSH's sshd, vsftpd and Dovecot (IMAP). Idempotent; needs root
 # (CI runs as root). Without root it says so and leaves the interop tests to skip (or fail under CI=true).
 set -e
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 [ -x /usr/sbin/vsftpd ] || missing="$missing vsftpd"
+[ -x /usr/sbin/dovecot ] || missing="$missing dovecot-imapd"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "tests/setup-debian.sh: not root; cannot install$missing" >&2

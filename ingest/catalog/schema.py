@@ -255,3 +255,30 @@ feed_cursors = Table(
     Column("last_id", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Mailboxes polled over IMAP. ``mail_folders``: the UIDVALIDITY each source last saw in each folder (a change
+# means every UID was renumbered). ``mail_messages``: every message a source took, by (UIDVALIDITY, UID) and
+# by ``message_key`` (the xxh3-128 of its exact bytes, which survives a renumbering); written after the
+# message's attachments are staged and before it is flagged or moved on the server.
+mail_folders = Table(
+    "mail_folders",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("folder", String, primary_key=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+mail_messages = Table(
+    "mail_messages",
+    metadata,
+    Column("source", String, primary_key=True),
+    Column("folder", String, primary_key=True),
+    Column("uidvalidity", BigInteger, primary_key=True),
+    Column("uid", BigInteger, primary_key=True),
+    Column("message_key", String, nullable=False),
+    Column("message_id", Text),
+    Column("files", Integer, nullable=False),
+    Column("taken_at", UTCDateTime, nullable=False),
+    Index(None, "source", "message_key"),
+)

@@ -29,8 +29,13 @@ def _concrete(cls: type) -> list[type]:
 COLLECTORS: dict[str, type[Collector]] = {cls.kind: cls for cls in _concrete(Collector)}
 
 
-def collector_for(app, spec) -> Collector:
-    return COLLECTORS[spec.kind](app, spec)
+def collector_for(app, spec, *args, **kwargs) -> Collector:
+    return COLLECTORS[spec.kind](app, spec, *args, **kwargs)
 
 
-__all__ = ["COLLECTORS", "Collector", "PassResult", "collector_for"]
+def is_watched(spec) -> bool:
+    """A drop folder or Maildir (run by ``ingest.watch``), not a source polled on a schedule."""
+    return COLLECTORS[spec.kind].watched
+
+
+__all__ = ["COLLECTORS", "Collector", "PassResult", "collector_for", "is_watched"]

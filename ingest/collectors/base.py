@@ -35,6 +35,8 @@ SCHEDULE_OPTIONS: dict[str, tuple[type | tuple[type, ...], bool]] = {
 
 class Collector(ABC):
     kind: ClassVar[str]
+    # Watched (a local folder, run by ``ingest.watch`` on file events) rather than polled on a schedule.
+    watched: ClassVar[bool] = False
     # option -> (type, required)
     OPTIONS: ClassVar[dict[str, tuple[type | tuple[type, ...], bool]]] = {}
 

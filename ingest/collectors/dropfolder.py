@@ -7,6 +7,8 @@ A file is taken when it is at least ``min_age_seconds`` old (by mtime) and eithe
 Names starting with a dot and ``.part``/``.tmp``/``.partial``/``.filepart`` names are never taken (writers
 that write under such a name and rename when done are taken the moment they rename).
 
+A saved email (``.eml``) is opened and its attachments taken, as ``cdr upload message.eml`` does.
+
 A taken file goes through the intake door and is then moved to ``done/`` beside it; nothing is deleted or
 overwritten (a name already in ``done/`` gets a suffix). If the file changes while it is being read, the
 intake is rolled back and the file is tried again later; a file that changed after its intake committed is
@@ -27,6 +29,7 @@ from typing import Callable
 from ..config import CADENCES, FILE_TYPES, FORMATS
 from ..errors import CdrError, ConfigError, IntakeError
 from ..intake import Origin, receive
+from ..mail import Route, parse_message, take_message
 from .base import Collector, PassResult
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ PARTIAL_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload")
 
 class DropFolder(Collector):
     kind = "dropfolder"
+    watched = True
     OPTIONS = {
         "path": (str, True),
         "carrier": (str, False),
@@ -46,6 +50,7 @@ class DropFolder(Collector):
         "settle_seconds": ((int, float), False),
         "rescan_seconds": ((int, float), False),
         "done_dir": (str, False),
+        "mailbox": (str, False),
     }
 
     @classmethod
@@ -209,12 +214,20 @@ class DropFolder(Collector):
         )
         with open(path, "rb") as fh:
 
-            def unchanged(_conn, _results) -> None:
+            def unchanged(_conn=None, _results=None) -> None:
                 # Still the same bytes we were offered? If not, roll back and take it next time.
                 if _identity(os.fstat(fh.fileno())) != _identity(stat):
                     raise IntakeError(f"{path.name} changed while it was being read; it will be taken later")
 
-            received = receive(self.app, fh, origin, actor=f"dropfolder:{self.name}", in_transaction=unchanged)
+            if self.is_email(path.name):
+                message = parse_message(fh)
+                unchanged()
+                carrier = self.option("carrier")
+                received = take_message(self.app, message, source=self.name, actor=f"{self.kind}:{self.name}",
+                                        route=Route(carrier=carrier, cadence=self.option("cadence")) if carrier else None,
+                                        mailbox=self.option("mailbox", "cdrs"), delivery=delivery)
+            else:
+                received = receive(self.app, fh, origin, actor=f"dropfolder:{self.name}", in_transaction=unchanged)
         self._move_done(path, stat, received[0].id if received else None)
         key = (stat.st_size, stat.st_mtime_ns)
         with self._lock:
@@ -224,6 +237,9 @@ class DropFolder(Collector):
             if self._finished.get(path.name) == stat.st_mtime_ns:
                 del self._finished[path.name]
         return received
+
+    def is_email(self, name: str) -> bool:
+        return name.lower().endswith(".eml")
 
     def _move_done(self, path: Path, stat: os.stat_result, file_id: int | None) -> None:
         # Move only the file we read: if it was appended to after the commit, or replaced by a new file
