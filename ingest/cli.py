@@ -367,13 +367,14 @@ def load(c: Context, as_json: bool):
 
 
 @cli.command()
-@click.option("--source", "sources", multiple=True, help="Only this drop-folder source (repeatable).")
+@click.option("--source", "sources", multiple=True, help="Only this drop-folder or Maildir source (repeatable).")
 @click.option("--no-load", is_flag=True, help="Only take files in; do not load them.")
 @click.option("--once", is_flag=True, help="One pass over the folders, then exit.")
 @pass_ctx
 @handled
 def watch(c: Context, sources: Iterable[str], no_load: bool, once: bool):
-    """Watch the drop folders: take each file once fully written, move it to done/, load it.
+    """Watch the drop folders and Maildirs: take each file (or message) once complete, move it to done/
+    (a message: to cur/), load it.
 
     \b
     Example:

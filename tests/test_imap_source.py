@@ -205,7 +205,8 @@ def test_a_crash_between_staging_and_marking_loses_nothing_and_takes_nothing_twi
     try:
         staged = sorted((r["id"], r["name"], r["status"]) for r in rows(app))
         assert len(staged) == 5 and len(taken(app)) == (1 if fault == "imap.recorded" else 0)
-        sessions = len(dovecot.wait_for_sessions(user, 3))  # the killed one and the two checks above
+        sessions = 4  # the delivery, the killed collector's, and the two checks above
+        assert len(dovecot.wait_for_sessions(user, sessions)) == sessions
         result, _ = run_pass(app, "carrier-mail")
         assert result.errors == []
         recovery = dovecot.wait_for_sessions(user, sessions + 1)[sessions]
@@ -233,9 +234,24 @@ def test_an_oversized_message_is_reported_and_left_while_others_are_taken(make_c
     assert FLAG not in flags[big] and FLAG in flags[small]
 
 
+def test_max_messages_bounds_a_pass_and_the_next_pass_goes_on(make_config, apps, dovecot, user):
+    for day in (1, 2, 3):
+        dovecot.deliver(user, simple_email(f"day {day}", f"hero_cdr_2026100{day}.csv", render([record(day)])))
+    app, collector = make(make_config, apps, dovecot, user, max_messages=2)
+    assert [r.name for r in collector.collect().received] == ["hero_cdr_20261001.csv", "hero_cdr_20261002.csv"]
+    assert [r.name for r in collector.collect().received] == ["hero_cdr_20261003.csv"]
+
+
 def test_starttls_works_as_well(make_config, apps, dovecot, user):
     dovecot.deliver(user, simple_email("over starttls", "hero_cdr_20261001.csv", render([record(1)])))
     app, collector = make(make_config, apps, dovecot, user, security="starttls", port=dovecot.imap_port)
+    result = collector.collect()
+    assert result.errors == [] and len(result.received) == 1
+
+
+def test_plain_imap_is_allowed_to_this_machine_only(make_config, apps, dovecot, user):
+    dovecot.deliver(user, simple_email("plain", "hero_cdr_20261001.csv", render([record(1)])))
+    app, collector = make(make_config, apps, dovecot, user, security="plain", port=dovecot.imap_port)
     result = collector.collect()
     assert result.errors == [] and len(result.received) == 1
 

@@ -18,7 +18,7 @@ from tests.records import record, render
 PNG = b"\x89PNG\r\n\x1a\n" + b"logo" * 50
 
 
-def carrier_email(to="cdrs@billing.example.com") -> bytes:
+def carrier_email(to="cdrs@billing.example.com", invite: bool = True) -> bytes:
     message = EmailMessage()
     message["From"] = "billing@herotel.example"
     message["To"] = to
@@ -34,8 +34,9 @@ def carrier_email(to="cdrs@billing.example.com") -> bytes:
     message.add_attachment(render([record(3, CallType="Line Rental", BParty="", Seconds="0", UTCDateTime="")],
                                   carrier="techconnections"), maintype="text", subtype="csv",
                            filename="TC_SDR_202610.csv")
-    message.add_attachment(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", maintype="text", subtype="calendar",
-                           filename="invite.ics")
+    if invite:
+        message.add_attachment(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", maintype="text", subtype="calendar",
+                               filename="invite.ics")
     return message.as_bytes()
 
 
@@ -114,3 +115,35 @@ def test_cdr_upload_takes_a_saved_email(app, tmp_path):
     assert "logo.png: ignored (not-a-carrier-file)" in result.output
     missing = CliRunner().invoke(cli, ["--config", str(app.config.path), "upload", str(tmp_path / "a.csv")])
     assert missing.exit_code != 0
+
+
+def test_zip_and_gzip_attachments_are_unpacked_as_for_any_file(app):
+    import gzip
+    import zipfile
+
+    day1, day2, day3 = (render([record(n)]) for n in (1, 2, 3))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("hero_cdr_20261002.csv", day2)
+        zipped.writestr("hero_cdr_20261003.csv", day3)
+    message = EmailMessage()
+    message["From"] = "billing@herotel.example"
+    message["To"] = "cdrs@billing.example.com"
+    message["Subject"] = "compressed"
+    message.set_content("attached")
+    message.add_attachment(gzip.compress(day1), maintype="application", subtype="gzip",
+                           filename="hero_cdr_20261001.csv.gz")
+    message.add_attachment(archive.getvalue(), maintype="application", subtype="zip", filename="october.zip")
+    got = take_message(app, io.BytesIO(message.as_bytes()), source="email")
+    assert sorted((r.name, r.status) for r in got) == [
+        ("hero_cdr_20261001.csv.gz", "queued"), ("hero_cdr_20261002.csv", "queued"),
+        ("hero_cdr_20261003.csv", "queued")]
+    stored = {r["name"]: r for r in rows(app)}
+    assert stored["hero_cdr_20261002.csv"]["container"] == "october.zip"
+    # The gzip is fingerprinted decompressed: the plain file mailed later is its duplicate.
+    plain = EmailMessage()
+    plain["Subject"] = "again, uncompressed"
+    plain.set_content("attached")
+    plain.add_attachment(day1, maintype="text", subtype="csv", filename="hero_cdr_20261001.csv")
+    [again] = take_message(app, io.BytesIO(plain.as_bytes()), source="email")
+    assert (again.status, again.reason) == ("held", "duplicate-content")

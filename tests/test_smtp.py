@@ -46,6 +46,22 @@ def test_a_mailed_message_is_staged_before_250(app, listener):
     assert all(r["source"] == "smtp" for r in rows(app))
 
 
+def test_the_issue_scenario_two_files_two_ignored_then_two_held_two_ignored(app, listener):
+    """A message with a CDR file, an SDR file and two signature images, mailed twice."""
+    outcomes = []
+    for _ in range(2):
+        before = {r["id"] for r in rows(app)}
+        with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:
+            client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email(invite=False))
+        outcomes.append(sorted((r["name"], r["status"]) for r in rows(app) if r["id"] not in before))
+    assert outcomes[0] == [("TC_SDR_202610.csv", "queued"), ("hero_cdr_20261001.csv", "queued"),
+                           ("logo.png", "ignored"), ("x-icon.png", "ignored")]
+    assert outcomes[1] == [("TC_SDR_202610.csv", "held"), ("hero_cdr_20261001.csv", "held"),
+                           ("logo.png", "ignored"), ("x-icon.png", "ignored")]
+    held = [r for r in rows(app) if r["status"] == "held"]
+    assert {r["reason"] for r in held} == {"duplicate-content"}
+
+
 def test_plus_address_routes_the_carrier(app, listener):
     with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:
         client.sendmail("x@carrier.example", ["cdrs+hero-daily@billing.example.com"],

@@ -119,7 +119,7 @@ class ImapMailbox(Collector):
         self.processed = self.option("processed_folder")
         self.mailbox = self.option("mailbox", "cdrs")
         self.max_bytes = int(self.option("max_message_bytes", 50 * 1024 * 1024))
-        self.max_messages = int(self.option("max_messages", 200))
+        self.max_messages = self.option("max_messages")  # per pass; None: every message waiting
         self.where = f"imap {self.option('host')}:{self.option('port', SECURITY[self.option('security', 'imaps')])}"
 
     # -- one pass -----------------------------------------------------------------------------------
@@ -377,6 +377,8 @@ def _mapped(where: str, doing: str, user: str | None = None) -> Iterator[None]:
     except imaplib.IMAP4.error as exc:
         if doing == "login":
             raise PermanentError(f"{where}: login refused for {user!r}: {_clean(exc)}") from None
+        if doing == "connect":  # e.g. STARTTLS not offered: never fall back to a plain connection
+            raise PermanentError(f"{where}: cannot connect securely: {_clean(exc)}") from None
         raise TransientError(f"{where}: the server refused {doing}: {_clean(exc)}") from None
     except UnexpectedCommandStatusError as exc:
         raise TransientError(f"{where}: the server refused {doing}: {_text(exc.command_result[1])}") from None
