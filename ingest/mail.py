@@ -1,4 +1,4 @@
-"""Email intake, the part every way of receiving mail shares (a saved ``.eml``, and later SMTP and IMAP):
+"""Email intake, the part every way of receiving mail shares (a saved ``.eml``, SMTP, IMAP, a Maildir):
 a message's attachments through the intake door, each with the message as its origin.
 
 - Addresses route: ``cdrs@`` (carrier and type from the file names), ``cdrs+<carrier>@`` (the carrier when
