@@ -13,6 +13,7 @@ a message's attachments through the intake door, each with the message as its or
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import io
 import quopri
@@ -25,6 +26,7 @@ from typing import BinaryIO
 from .app import App
 from .errors import NotFound
 from .intake import Origin, Received, receive
+from .staging import safe_name
 
 NOT_CARRIER_FILES = {
     "text/calendar": "a calendar invite",
@@ -65,21 +67,32 @@ def parse_message(stream: BinaryIO) -> EmailMessage:
     return email.message_from_binary_file(stream, policy=policy.default)
 
 
-def take_message(app: App, stream: BinaryIO | EmailMessage, *, source: str, recipient: str | None = None,
-                 route: Route | None = None, actor: str | None = None, mailbox: str = "cdrs",
-                 delivery: str | None = None) -> list[Received]:
+def take_message(app: App, stream: BinaryIO | bytes, *, source: str, recipient: str | None = None,
+                 route: Route | None = None, default_carrier: str | None = None, actor: str | None = None,
+                 mailbox: str = "cdrs", delivery: str | None = None) -> list[Received]:
     """Every attachment of one message (and of messages attached to it) through the intake door.
 
-    Without ``route`` the message's recipient headers route it (see :func:`route_from_headers`). With
-    ``delivery`` (one mailbox message: the same key whenever the same message is offered again) each part
-    is offered as delivery ``<delivery>#<n>``, so taking the message again after a crash returns the parts
-    already recorded instead of holding them as duplicates of themselves."""
-    message = stream if isinstance(stream, EmailMessage) else parse_message(stream)
+    Without ``route`` the message's recipient headers route it (see :func:`route_from_headers`), else
+    ``default_carrier``. With ``delivery`` (one mailbox message: the same key whenever the same message is
+    offered again) each part is offered as delivery ``<delivery>#<n>``, so taking the message again after a
+    crash returns the parts already recorded instead of holding them as duplicates of themselves.
+
+    A message with no attachments at all (a "your invoice is ready, download it here" email) is itself
+    staged and recorded as ``ignored`` with the reason, so it is never dropped without a trace."""
+    raw = stream if isinstance(stream, bytes) else stream.read()
+    message = email.message_from_bytes(raw, policy=policy.default)
     if route is None:
         route = route_from_headers(app, message, recipient, mailbox)
-    parts = iter(range(1, 1 << 30)) if delivery is not None else None
-    return _take(app, message, source=source, route=route, actor=actor, depth=0, recipient=recipient,
-                 delivery=delivery, parts=parts)
+        if route.carrier is None and default_carrier is not None:
+            route = Route(carrier=default_carrier, cadence=route.cadence)
+    walk = _Walk(app, source, route, actor, recipient, delivery)
+    received = walk.take(message, depth=0)
+    if walk.offered == 0:
+        subject = str(message.get("Subject", "") or "")
+        why = f"an email with no attachments (subject {subject!r}), not a carrier file"
+        received += walk.offer(raw, name=f"{safe_name(subject.replace('/', '-').replace(chr(92), '-'))[:80]}.eml",
+                               where=_describe(message, recipient), ignore=why, part=0)
+    return received
 
 
 def route_from_headers(app: App, message: EmailMessage, recipient: str | None = None,
@@ -97,32 +110,58 @@ def route_from_headers(app: App, message: EmailMessage, recipient: str | None = 
     return Route()
 
 
-def _take(app: App, message: EmailMessage, *, source: str, route: Route, actor: str | None, depth: int,
-          recipient: str | None, delivery: str | None, parts) -> list[Received]:
-    where = _describe(message, recipient)
-    received: list[Received] = []
-    for part in _leaves(message):
-        inner = _attached_message(part)
-        if inner is not None:
-            if depth < MAX_DEPTH:
-                received += _take(app, inner, source=source, route=route, actor=actor, depth=depth + 1,
-                                  recipient=recipient, delivery=delivery, parts=parts)
-            continue
-        if _is_body_text(part):
-            continue
-        content_type = part.get_content_type()
-        name = part.get_filename() or _unnamed(part)
-        payload = part.get_payload(decode=True) or b""
-        origin = Origin(source=source, name=name, location=where, carrier=route.carrier, cadence=route.cadence,
-                        ignore=_not_a_carrier_file(part, content_type),
-                        delivery=f"{delivery}#{next(parts)}" if delivery is not None else None)
-        received += receive(app, io.BytesIO(payload), origin, actor=actor)
-    return received
+class _Undecodable(Exception):
+    """A forwarded email whose transfer encoding is broken."""
+
+
+@dataclass
+class _Walk:
+    """One message's parts, offered to the intake door in order (``offered`` counts them)."""
+
+    app: App
+    source: str
+    route: Route
+    actor: str | None
+    recipient: str | None
+    delivery: str | None
+    offered: int = 0
+
+    def take(self, message: EmailMessage, depth: int) -> list[Received]:
+        where = _describe(message, self.recipient)
+        received: list[Received] = []
+        for part in _leaves(message):
+            ignore = None
+            try:
+                inner = _attached_message(part)
+            except _Undecodable as exc:
+                inner, ignore = None, f"a forwarded email that cannot be decoded ({exc}); kept as received"
+            if inner is not None:
+                if depth < MAX_DEPTH:
+                    received += self.take(inner, depth + 1)
+                continue
+            if _is_body_text(part):
+                continue
+            content_type = part.get_content_type()
+            payload = _raw_body(part) if ignore else (part.get_payload(decode=True) or b"")
+            received += self.offer(payload, name=part.get_filename() or _unnamed(part), where=where,
+                                   ignore=ignore or _not_a_carrier_file(part, content_type))
+        return received
+
+    def offer(self, payload: bytes, *, name: str, where: str, ignore: str | None,
+              part: int | None = None) -> list[Received]:
+        if part is None:
+            self.offered += 1
+            part = self.offered
+        origin = Origin(source=self.source, name=name, location=where, carrier=self.route.carrier,
+                        cadence=self.route.cadence, ignore=ignore,
+                        delivery=f"{self.delivery}#{part}" if self.delivery is not None else None)
+        return receive(self.app, io.BytesIO(payload), origin, actor=self.actor)
 
 
 def _attached_message(part: EmailMessage) -> EmailMessage | None:
     """The email inside a part: a message/rfc822 part (plain, or base64/quoted-printable encoded as some
-    clients send it) or an attached ``.eml`` file; None for any other part."""
+    clients send it) or an attached ``.eml`` file; None for any other part. Raises _Undecodable when
+    its transfer encoding is broken."""
     content_type = part.get_content_type()
     is_eml = (part.get_filename() or "").lower().endswith(".eml")
     if content_type != "message/rfc822" and not is_eml:
@@ -131,8 +170,11 @@ def _attached_message(part: EmailMessage) -> EmailMessage | None:
     if content_type == "message/rfc822" and encoding not in ("base64", "quoted-printable"):
         return part.get_content()
     raw = _raw_body(part)
-    decoded = base64.b64decode(raw) if encoding == "base64" else (
-        quopri.decodestring(raw) if encoding == "quoted-printable" else raw)
+    try:
+        decoded = base64.b64decode(raw) if encoding == "base64" else (
+            quopri.decodestring(raw) if encoding == "quoted-printable" else raw)
+    except (binascii.Error, ValueError) as exc:
+        raise _Undecodable(f"broken {encoding}: {exc}") from None
     return email.message_from_bytes(decoded, policy=policy.default)
 
 

@@ -28,7 +28,8 @@ from tests.interop_servers import free_port, wait_for_port
 
 DOVECOT = "/usr/sbin/dovecot"
 PASSWORD = "Imap-test-secret-81"
-ACCOUNTS = 500
+UTF8_PASSWORD = "Pässwörd-ñ-81"  # not ASCII: IMAP LOGIN cannot carry it
+ACCOUNTS = 300
 
 
 @dataclass
@@ -49,8 +50,10 @@ class Dovecot:
         ca.cert_pem.write_to_path(str(self.ca_file))
         ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(work / "server.pem"))
         # Accounts are made up front: Dovecot re-reads passwd-file only when its mtime moves (whole seconds).
-        self.spare = [ImapUser(f"u{uuid.uuid4().hex[:12]}", PASSWORD) for _ in range(ACCOUNTS)]
-        (work / "passwd").write_text("".join(f"{u.name}:{{PLAIN}}{u.password}\n" for u in self.spare))
+        self.spare = {password: [ImapUser(f"u{uuid.uuid4().hex[:12]}", password) for _ in range(ACCOUNTS)]
+                      for password in (PASSWORD, UTF8_PASSWORD)}
+        (work / "passwd").write_text("".join(f"{u.name}:{{PLAIN}}{u.password}\n"
+                                             for users in self.spare.values() for u in users), encoding="utf-8")
         for sub in ("run", "state", "home"):
             (work / sub).mkdir()
         (work / "dovecot.conf").write_text(self._config())
@@ -116,9 +119,9 @@ service imap-login {{
                 self.proc.wait(timeout=10)
             self.proc = None
 
-    def add_user(self) -> ImapUser:
-        """An account no test has used: an empty mailbox."""
-        return self.spare.pop()
+    def add_user(self, password: str = PASSWORD) -> ImapUser:
+        """An account no test has used (an empty mailbox), with ``PASSWORD`` or ``UTF8_PASSWORD``."""
+        return self.spare[password].pop()
 
     @contextmanager
     def client(self, user: ImapUser):
@@ -126,8 +129,9 @@ service imap-login {{
         from imap_tools import MailBox
 
         context = ssl.create_default_context(cafile=str(self.ca_file))
-        with MailBox("127.0.0.1", self.imaps_port, timeout=10, ssl_context=context).login(
-                user.name, user.password, initial_folder=None) as box:
+        box = MailBox("127.0.0.1", self.imaps_port, timeout=10, ssl_context=context)
+        login = box.login if user.password.isascii() else box.login_utf8
+        with login(user.name, user.password, initial_folder=None):
             yield box
 
     def deliver(self, user: ImapUser, message: bytes, folder: str = "INBOX") -> int:

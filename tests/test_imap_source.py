@@ -19,7 +19,7 @@ from ingest.config import load_config
 from ingest.daemon import run_pass
 from ingest.errors import ConfigError
 from tests.conftest import app_with
-from tests.imap_server import PASSWORD, dovecot_server
+from tests.imap_server import PASSWORD, UTF8_PASSWORD, dovecot_server
 from tests.records import record, render
 from tests.test_mail import carrier_email as lf_email
 
@@ -31,16 +31,22 @@ def carrier_email(**kwargs) -> bytes:
     return lf_email(**kwargs).replace(b"\n", b"\r\n")
 
 
-def simple_email(subject: str, filename: str, body: bytes, to: str = "cdrs@billing.example.com",
-                 **headers: str) -> bytes:
+def bare_email(subject: str, text: str, sender: str = "billing@herotel.example",
+               to: str = "cdrs@billing.example.com", **headers: str) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = "billing@herotel.example"
+    message["From"] = sender
     message["To"] = to
     for name, value in headers.items():
         message[name.replace("_", "-")] = value
     message["Subject"] = subject
     message["Message-ID"] = f"<{subject.replace(' ', '-')}@herotel.example>"
-    message.set_content("Attached.")
+    message.set_content(text)
+    return message
+
+
+def simple_email(subject: str, filename: str, body: bytes, to: str = "cdrs@billing.example.com",
+                 **headers: str) -> bytes:
+    message = bare_email(subject, "Attached.", to=to, **headers)
     message.add_attachment(body, maintype="text", subtype="csv", filename=filename)
     return message.as_bytes().replace(b"\n", b"\r\n")
 
@@ -126,14 +132,6 @@ def test_move_after_processing_creates_the_folder_and_empties_the_inbox(make_con
     later = collector.collect()
     assert [r.name for r in later.received] == ["hero_cdr_20261003.csv"]
     assert len(dovecot.uids(user, "Processed")) == 3 and len(rows(app)) == 7
-
-
-def test_a_system_flag_can_mark_taken_messages(make_config, apps, dovecot, user):
-    uid = dovecot.deliver(user, simple_email("seen mode", "hero_cdr_20261001.csv", render([record(1)])))
-    app, collector = make(make_config, apps, dovecot, user, flag="\\Seen")
-    assert len(collector.collect().received) == 1
-    assert "\\Seen" in dovecot.flags(user)[uid]
-    assert collector.collect().received == []
 
 
 def test_plus_address_routing_from_the_recipient_headers(make_config, apps, dovecot, user):
@@ -277,6 +275,58 @@ def test_a_refused_login_is_permanent_and_never_shows_the_password(make_config, 
     assert "Wrong-imap-password-42" not in result.errors[0] and rows(app) == []
 
 
+def test_a_password_that_is_not_ascii_logs_in_and_a_wrong_one_is_refused_unshown(make_config, apps, dovecot,
+                                                                                   monkeypatch):
+    user = dovecot.add_user(UTF8_PASSWORD)
+    dovecot.deliver(user, simple_email("utf8", "hero_cdr_20261001.csv", render([record(1)])))
+    monkeypatch.setenv(ENV, UTF8_PASSWORD)
+    app, collector = make(make_config, apps, dovecot, user)
+    result = collector.collect()
+    assert result.errors == [] and len(result.received) == 1
+    monkeypatch.setenv(ENV, "Fälsch-Passwort-99")
+    refused = collector_for(app, app.config.source("carrier-mail")).collect()
+    assert refused.failed_permanently and "login refused" in refused.errors[0]
+    assert "Fälsch-Passwort-99" not in refused.errors[0] and "Fälsch" not in refused.errors[0]
+
+
+def test_a_message_with_no_attachments_is_recorded_as_ignored_not_dropped(make_config, apps, dovecot, user):
+    message = bare_email("Your October invoice is ready: download it from the portal", "Log in to download your CDRs.")
+    uid = dovecot.deliver(user, message.as_bytes())
+    app, collector = make(make_config, apps, dovecot, user)
+    assert collector.collect().errors == []
+    [row] = rows(app)
+    assert (row["status"], row["reason"], row["name"]) == (
+        "ignored", "not-a-carrier-file", "Your October invoice is ready: download it from the portal.eml")
+    assert "no attachments" in row["error"] and FLAG in dovecot.flags(user)[uid]
+    assert b"Log in to download" in app.staging.path_of(row["blob"]).read_bytes()
+
+
+def test_a_message_that_cannot_be_opened_is_recorded_and_never_blocks_later_mail(make_config, apps, dovecot, user):
+    forward = bare_email("Fwd: broken", "FYI", sender="staff@reseller.example")
+    forward.add_attachment(b"placeholder", maintype="message", subtype="rfc822", filename="original.eml")
+    broken = forward.as_bytes()
+    encoded = broken.split(b"Content-Transfer-Encoding: base64", 1)
+    # Broken base64 padding in the forwarded email, as a mangling relay leaves it.
+    broken = encoded[0] + b"Content-Transfer-Encoding: base64" + encoded[1].replace(b"cGxhY2Vob2xkZXI=", b"cGxhY2Vob2xkZXI")
+    first = dovecot.deliver(user, broken.replace(b"\n", b"\r\n"))
+    second = dovecot.deliver(user, simple_email("good", "hero_cdr_20261001.csv", render([record(1)])))
+    app, collector = make(make_config, apps, dovecot, user)
+    result = collector.collect()
+    assert result.errors == []
+    stored = {r["name"]: r for r in rows(app)}
+    assert stored["hero_cdr_20261001.csv"]["status"] == "queued"
+    assert stored["original.eml"]["status"] == "ignored" and "cannot be decoded" in stored["original.eml"]["error"]
+    assert FLAG in dovecot.flags(user)[first] and FLAG in dovecot.flags(user)[second]
+
+
+def test_messages_that_cannot_be_taken_never_use_up_max_messages(make_config, apps, dovecot, user):
+    big = dovecot.deliver(user, simple_email("big", "hero_cdr_20261001.csv", render([record(i) for i in range(1, 400)])))
+    dovecot.deliver(user, simple_email("small", "hero_cdr_20261002.csv", render([record(500)])))
+    app, collector = make(make_config, apps, dovecot, user, max_message_bytes=20_000, max_messages=1)
+    result = collector.collect()
+    assert [r.name for r in result.received] == ["hero_cdr_20261002.csv"] and f"UID {big}" in result.errors[0]
+
+
 def test_a_missing_folder_is_a_permanent_error(make_config, apps, dovecot, user):
     app, collector = make(make_config, apps, dovecot, user, folder="No Such Folder")
     result = collector.collect()
@@ -296,6 +346,7 @@ def test_an_unreachable_server_is_transient(make_config, apps, dovecot, user):
     ({"after": "move"}, "processed_folder", "required"),
     ({"after": "move", "processed_folder": "INBOX"}, "processed_folder", "differ"),
     ({"flag": "\\Deleted"}, "flag", "keyword"),
+    ({"flag": "\\Seen"}, "flag", "people reading the mailbox set it too"),
     ({"flag": "two words"}, "flag", "keyword"),
     ({"security": "ssl"}, "security", "one of"),
     ({"carrier": "nobody"}, "carrier", "unknown carrier"),

@@ -133,3 +133,16 @@ def test_a_saved_email_dropped_in_a_drop_folder_is_opened(tmp_path, make_config,
     assert result.errors == []
     assert sorted((r.name, r.status) for r in result.received) == QUEUED_AND_IGNORED
     assert os.listdir(folder / "done") == ["Fwd Your October CDRs.eml"]
+
+
+def test_a_reused_unique_name_never_overwrites_a_message_in_cur(maildir):
+    root, make = maildir
+    app, collector = make()
+    deliver(root, simple_email("first", "hero_cdr_20261001.csv", render([record(1)])), "6.M6.host")
+    assert collector.collect().errors == []
+    deliver(root, simple_email("second", "hero_cdr_20261002.csv", render([record(2)])), "6.M6.host")
+    assert collector.collect().errors == []
+    kept = {name: (root / "cur" / name).read_bytes() for name in os.listdir(root / "cur")}
+    assert len(kept) == 2 and b"first" in kept.pop("6.M6.host:2,S")
+    [(again, second)] = kept.items()
+    assert again.startswith("6.M6.host.") and again.endswith(":2,S") and b"second" in second

@@ -29,7 +29,7 @@ from typing import Callable
 from ..config import CADENCES, FILE_TYPES, FORMATS
 from ..errors import CdrError, ConfigError, IntakeError
 from ..intake import Origin, receive
-from ..mail import Route, parse_message, take_message
+from ..mail import Route, take_message
 from .base import Collector, PassResult
 
 log = logging.getLogger(__name__)
@@ -220,10 +220,10 @@ class DropFolder(Collector):
                     raise IntakeError(f"{path.name} changed while it was being read; it will be taken later")
 
             if self.is_email(path.name):
-                message = parse_message(fh)
+                raw = fh.read()  # a message is parsed whole anyway
                 unchanged()
                 carrier = self.option("carrier")
-                received = take_message(self.app, message, source=self.name, actor=f"{self.kind}:{self.name}",
+                received = take_message(self.app, raw, source=self.name, actor=f"{self.kind}:{self.name}",
                                         route=Route(carrier=carrier, cadence=self.option("cadence")) if carrier else None,
                                         mailbox=self.option("mailbox", "cdrs"), delivery=delivery)
             else:

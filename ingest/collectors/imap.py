@@ -10,8 +10,9 @@ Each pass selects ``folder`` (default INBOX) and takes the messages not yet mark
 3. Any other message is fetched (``BODY.PEEK[]``: never marking it read), its attachments go through the
    intake door (``ingest.mail``; the same plus-address routing from its recipient headers), it is recorded
    as taken in the catalog, and only then marked on the server: ``after = "flag"`` (default) stores
-   ``flag`` (default the keyword ``$CdrCollected``; ``\\Seen`` or ``\\Flagged`` also do), ``after = "move"``
-   moves it to ``processed_folder`` (created if missing).
+   ``flag`` (a keyword of its own, default ``$CdrCollected``: never a system flag such as ``\\Seen``, which
+   people reading the mailbox set too), ``after = "move"`` moves it to ``processed_folder`` (created if
+   missing).
 
 A crash at any point loses nothing and marks nothing done early: before the catalog record the message is
 still unmarked and is taken again, its parts offered as the same deliveries (``imap:<content key>#<n>``),
@@ -29,12 +30,13 @@ timed out) or permanent (login, certificate, missing folder) errors; a message o
 from __future__ import annotations
 
 import imaplib
-import io
 import logging
 import re
 import socket
 import ssl
 from contextlib import contextmanager
+from email import policy
+from email.parser import BytesHeaderParser
 from typing import Iterator
 
 import xxhash
@@ -43,7 +45,7 @@ from .. import faults
 from ..catalog import mailboxes
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
 from ..intake import Received
-from ..mail import Route, parse_message, route_from_headers, take_message
+from ..mail import take_message
 from ..secrets import require_secret, resolve_secret
 from .base import SCHEDULE_OPTIONS, Collector, PassResult
 
@@ -51,8 +53,6 @@ log = logging.getLogger(__name__)
 
 SECURITY = {"imaps": 993, "starttls": 143, "plain": 143}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-# Flags that can mark a message taken, and the search key for the messages without them.
-SYSTEM_FLAGS = {"\\Seen": "UNSEEN", "\\Flagged": "UNFLAGGED", "\\Answered": "UNANSWERED"}
 KEYWORD = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|~]+")  # an IMAP atom: no specials, no backslash
 UID_CHUNK = 200
 
@@ -101,9 +101,12 @@ class ImapMailbox(Collector):
             if processed == options.get("folder", "INBOX"):
                 raise ConfigError(f"{key}.processed_folder", "must differ from the folder polled")
         flag = options.get("flag", "$CdrCollected")
-        if flag not in SYSTEM_FLAGS and not KEYWORD.fullmatch(flag):
-            raise ConfigError(f"{key}.flag", f"must be a keyword such as $CdrCollected, or one of "
-                                             f"{', '.join(SYSTEM_FLAGS)}")
+        if flag.startswith("\\"):
+            # People set \Seen, \Flagged, \Answered too: a message read before the poll would never be taken.
+            raise ConfigError(f"{key}.flag", f"must be a keyword of cdr-ingest's own such as $CdrCollected, not the "
+                                             f"system flag {flag} (people reading the mailbox set it too)")
+        if not KEYWORD.fullmatch(flag):
+            raise ConfigError(f"{key}.flag", "must be a keyword such as $CdrCollected (an IMAP atom)")
         for option in ("max_message_bytes", "max_messages"):
             if options.get(option, 1) < 1:
                 raise ConfigError(f"{key}.{option}", "must be at least 1")
@@ -147,19 +150,23 @@ class ImapMailbox(Collector):
             taken = mailboxes.taken_among(conn, self.name, self.folder, uidvalidity, candidates)
         for uid in sorted(taken):  # recorded, but a crash came before the mark
             self._mark(session, uid)
-        todo = [uid for uid in candidates if uid not in taken][: self.max_messages]
+        todo = [uid for uid in candidates if uid not in taken]
         sizes = session.sizes(todo)
+        count = 0
         for uid in todo:
+            if self.max_messages is not None and count >= self.max_messages:
+                break  # a message that cannot be taken is skipped, never counted: it blocks nothing newer
             if uid not in sizes:
                 continue  # expunged by someone else since the search
             if sizes[uid] > self.max_bytes:
                 result.errors.append(f"{self.where} {self.folder} UID {uid}: the message is {sizes[uid]} bytes, over "
                                      f"max_message_bytes ({self.max_bytes}); left in the mailbox")
                 continue
-            result.received.extend(self._take(session, uidvalidity, uid, result))
+            count += self._take(session, uidvalidity, uid, result)
 
     def _note_uidvalidity(self, uidvalidity: int) -> None:
         with self.app.catalog.write() as conn:
+            self.app.catalog.serialize(conn, f"imap:{self.name}")
             before = mailboxes.uidvalidity_of(conn, self.name, self.folder)
             if before != uidvalidity:
                 mailboxes.set_uidvalidity(conn, self.name, self.folder, uidvalidity)
@@ -169,17 +176,16 @@ class ImapMailbox(Collector):
                         uidvalidity)
 
     def _unmarked(self) -> str:
-        if self.after == "move":
-            return "UNDELETED"
-        return f"UNDELETED {SYSTEM_FLAGS.get(self.flag) or 'UNKEYWORD ' + self.flag}"
+        return "UNDELETED" if self.after == "move" else f"UNDELETED UNKEYWORD {self.flag}"
 
-    def _take(self, session: "_Session", uidvalidity: int, uid: int, result: PassResult) -> list[Received]:
+    def _take(self, session: "_Session", uidvalidity: int, uid: int, result: PassResult) -> bool:
+        """Take one message; False if it could not be (the error is in ``result``; it stays unmarked)."""
         raw = session.fetch(uid)
         if raw is None:
-            return []
+            log.info("source %s: %s UID %s is gone (expunged meanwhile)", self.name, self.folder, uid)
+            return False
         key = xxhash.xxh3_128_hexdigest(raw)
-        message = parse_message(io.BytesIO(raw))
-        del raw
+        headers = BytesHeaderParser(policy=policy.default).parsebytes(raw)
         with self.app.catalog.read() as conn:
             earlier = mailboxes.taken_by_key(conn, self.name, key)
         received: list[Received] = []
@@ -188,27 +194,25 @@ class ImapMailbox(Collector):
                      "marking it only", self.name, self.folder, uid, earlier["uidvalidity"], earlier["uid"])
         else:
             try:
-                received = take_message(self.app, message, source=self.name, route=self._route(message),
-                                        actor=f"collector:{self.name}", delivery=f"imap:{key}")
-            except CdrError as exc:  # this message only: it stays unmarked and is taken again next pass
-                result.errors.append(f"{self.where} {self.folder} UID {uid} "
-                                     f"({message.get('Subject', '')!r}): {exc}")
-                return []
+                received = take_message(self.app, raw, source=self.name, default_carrier=self.option("carrier"),
+                                        mailbox=self.mailbox, actor=f"collector:{self.name}", delivery=f"imap:{key}")
+            except Exception as exc:  # this message only: it stays unmarked, is reported, and is tried next pass
+                if not isinstance(exc, CdrError):
+                    log.exception("source %s: %s UID %s could not be taken", self.name, self.folder, uid)
+                result.errors.append(f"{self.where} {self.folder} UID {uid} ({headers.get('Subject', '')!r}): "
+                                     f"{exc if isinstance(exc, CdrError) else type(exc).__name__ + ': ' + str(exc)}")
+                return False
+        del raw
         faults.point("imap.staged")
         with self.app.catalog.write() as conn:
             self.app.catalog.serialize(conn, f"imap:{self.name}")
             if uid not in mailboxes.taken_among(conn, self.name, self.folder, uidvalidity, [uid]):
                 mailboxes.record_taken(conn, self.name, self.folder, uidvalidity, uid, message_key=key,
-                                       message_id=message.get("Message-ID"), files=len(received))
+                                       message_id=headers.get("Message-ID"), files=len(received))
         faults.point("imap.recorded")
         self._mark(session, uid)
-        return received
-
-    def _route(self, message) -> Route:
-        route = route_from_headers(self.app, message, mailbox=self.mailbox)
-        if route.carrier is None and self.option("carrier"):
-            return Route(carrier=self.option("carrier"), cadence=route.cadence)
-        return route
+        result.received.extend(received)
+        return True
 
     def _mark(self, session: "_Session", uid: int) -> None:
         if self.after == "move":
@@ -257,7 +261,10 @@ class _Session:
         try:
             password = resolve_secret(options, "password").reveal()
             with _mapped(where, "login", user=options["username"]):
-                box.login(options["username"], password, initial_folder=None)
+                if (options["username"] + password).isascii():
+                    box.login(options["username"], password, initial_folder=None)
+                else:  # LOGIN is ASCII only; AUTHENTICATE PLAIN carries UTF-8
+                    box.login_utf8(options["username"], password, initial_folder=None)
                 typ, data = session.client.capability()  # after login: servers announce more (MOVE, UIDPLUS)
                 session.capabilities = set(data[0].decode().upper().split()) if typ == "OK" and data[0] else set()
         except BaseException:
@@ -280,8 +287,8 @@ class _Session:
 
     def check_flag_kept(self, flag: str, folder: str) -> None:
         if flag not in self.permanent_flags and "\\*" not in self.permanent_flags:
-            raise PermanentError(f"{self.where}: the server does not keep the flag {flag} in {folder!r}; set "
-                                 'flag = "\\\\Seen" or after = "move"')
+            raise PermanentError(f"{self.where}: the server does not keep the keyword {flag} in {folder!r}; "
+                                 'set after = "move"')
 
     def ensure_folder(self, folder: str) -> None:
         with _mapped(self.where, f"create {folder}"):
@@ -314,8 +321,10 @@ class _Session:
         with _mapped(self.where, f"fetch UID {uid}"):
             typ, data = self.client.uid("FETCH", str(uid), "(BODY.PEEK[])")
             _check(typ, data, self.where, f"fetch UID {uid}")
+        # The body is the literal of the FETCH item naming BODY[]; its UID may come before or after it (RFC 3501
+        # leaves the order to the server), and unsolicited FETCH responses (flag changes) carry no literal.
         for item in data:
-            if isinstance(item, tuple) and re.search(rb"UID %d\b" % uid, item[0]):
+            if isinstance(item, tuple) and b"BODY[]" in item[0].upper():
                 return item[1]
         return None
 
@@ -356,6 +365,8 @@ def _mapped(where: str, doing: str, user: str | None = None) -> Iterator[None]:
         raise
     except MailboxLoginError:
         raise PermanentError(f"{where}: login refused for {user!r}") from None
+    except UnicodeError:  # never echo the text: it may be the password
+        raise PermanentError(f"{where}: {doing} failed: a value could not be encoded for IMAP") from None
     except MailboxStarttlsError:
         raise PermanentError(f"{where}: the server refused STARTTLS") from None
     except MailboxFolderCreateError as exc:

@@ -53,5 +53,13 @@ class Maildir(DropFolder):
         if _identity(os.stat(path, follow_symlinks=False)) != _identity(stat):
             raise IntakeError(f"{path.name} changed after it was recorded; left in place to be taken again")
         unique, _, info = path.name.partition(":")
-        flags = info[2:] if info.startswith("2,") else ""
-        os.replace(path, self.cur / f"{unique}:2,{''.join(sorted(set(flags) | {'S'}))}")
+        flags = "".join(sorted(set(info[2:] if info.startswith("2,") else "") | {"S"}))
+        target, attempt = self.cur / f"{unique}:2,{flags}", 0
+        while True:
+            try:
+                os.link(path, target)  # never replaces: a writer that reused a unique name keeps both messages
+                break
+            except FileExistsError:
+                attempt += 1
+                target = self.cur / f"{unique}.{file_id or 'again'}-{attempt}:2,{flags}"
+        os.unlink(path)
