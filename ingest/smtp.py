@@ -66,6 +66,9 @@ class CdrMailHandler:
             if exc.transient:
                 return "451 4.3.0 Temporarily unable to store the message; try again later"
             return "554 5.6.0 The message could not be taken"
+        except Exception:  # a fault of ours: the sender keeps the message and retries; never a half-truth 250
+            log.exception("smtp: message from %s not taken", envelope.mail_from)
+            return "451 4.3.0 Temporarily unable to store the message; try again later"
         log.info("smtp message taken", extra={"event": "mail_taken", "sender": envelope.mail_from,
                                               "files": len(received)})
         return f"250 OK: {len(received)} attachment(s) staged"

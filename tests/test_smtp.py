@@ -10,6 +10,7 @@ import pytest
 
 from ingest.catalog import files as catalog_files
 from ingest.config import SmtpSettings
+from ingest.errors import DatabaseBusy
 from ingest.smtp import SmtpListener
 from tests.test_mail import carrier_email as lf_email
 
@@ -190,3 +191,21 @@ def test_allowed_senders_per_carrier(app, tls_listener):
             client.sendmail("someone@elsewhere.example", ["cdrs+hero@billing.example.com"], carrier_email())
         assert caught.value.recipients["cdrs+hero@billing.example.com"][0] == 550
         assert client.sendmail("billing@herotel.example", ["cdrs+hero@billing.example.com"], carrier_email()) == {}
+
+
+@pytest.mark.parametrize("fault", [DatabaseBusy("catalog database busy"), RuntimeError("a bug of ours")])
+def test_a_failure_to_store_answers_451_so_the_sender_keeps_the_message(app, listener, monkeypatch, fault):
+    import ingest.smtp
+
+    def failing(*_args, **_kwargs):
+        raise fault
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest.smtp, "take_message", failing)
+        with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email())
+    assert refused.value.smtp_code == 451 and rows(app) == []
+    with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:  # the sender's retry
+        assert client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email()) == {}
+    assert len(rows(app)) == 5
