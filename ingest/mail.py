@@ -63,17 +63,13 @@ def route_of(address: str, app: App, mailbox: str = "cdrs") -> Route:
     return Route(carrier=carrier, cadence=cadence)
 
 
-def parse_message(stream: BinaryIO) -> EmailMessage:
-    return email.message_from_binary_file(stream, policy=policy.default)
-
-
 def take_message(app: App, stream: BinaryIO | bytes, *, source: str, recipient: str | None = None,
-                 route: Route | None = None, default_carrier: str | None = None, actor: str | None = None,
+                 route: Route | None = None, default_route: Route = Route(), actor: str | None = None,
                  mailbox: str = "cdrs", delivery: str | None = None) -> list[Received]:
     """Every attachment of one message (and of messages attached to it) through the intake door.
 
     Without ``route`` the message's recipient headers route it (see :func:`route_from_headers`), else
-    ``default_carrier``. With ``delivery`` (one mailbox message: the same key whenever the same message is
+    ``default_route`` (a source's own carrier and cadence). With ``delivery`` (one mailbox message: the same key whenever the same message is
     offered again) each part is offered as delivery ``<delivery>#<n>``, so taking the message again after a
     crash returns the parts already recorded instead of holding them as duplicates of themselves.
 
@@ -83,8 +79,8 @@ def take_message(app: App, stream: BinaryIO | bytes, *, source: str, recipient: 
     message = email.message_from_bytes(raw, policy=policy.default)
     if route is None:
         route = route_from_headers(app, message, recipient, mailbox)
-        if route.carrier is None and default_carrier is not None:
-            route = Route(carrier=default_carrier, cadence=route.cadence)
+        if route.carrier is None:
+            route = default_route
     walk = _Walk(app, source, route, actor, recipient, delivery)
     received = walk.take(message, depth=0)
     if walk.offered == 0:

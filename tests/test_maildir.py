@@ -146,3 +146,13 @@ def test_a_reused_unique_name_never_overwrites_a_message_in_cur(maildir):
     assert len(kept) == 2 and b"first" in kept.pop("6.M6.host:2,S")
     [(again, second)] = kept.items()
     assert again.startswith("6.M6.host.") and again.endswith(":2,S") and b"second" in second
+
+
+def test_the_recipient_route_comes_before_the_source_carrier_as_for_imap(maildir):
+    root, make = maildir
+    app, collector = make(carrier="techconnections")
+    deliver(root, simple_email("routed", "usage.csv", render([record(1)]), to="cdrs+hero-daily@billing.example.com"),
+            "7.M7.host")
+    assert collector.collect().errors == []
+    [row] = rows(app)
+    assert (row["carrier"], row["cadence"]) == ("hero", "daily")

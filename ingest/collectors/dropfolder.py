@@ -222,9 +222,8 @@ class DropFolder(Collector):
             if self.is_email(path.name):
                 raw = fh.read()  # a message is parsed whole anyway
                 unchanged()
-                carrier = self.option("carrier")
                 received = take_message(self.app, raw, source=self.name, actor=f"{self.kind}:{self.name}",
-                                        route=Route(carrier=carrier, cadence=self.option("cadence")) if carrier else None,
+                                        default_route=Route(self.option("carrier"), self.option("cadence")),
                                         mailbox=self.option("mailbox", "cdrs"), delivery=delivery)
             else:
                 received = receive(self.app, fh, origin, actor=f"dropfolder:{self.name}", in_transaction=unchanged)
@@ -246,6 +245,10 @@ class DropFolder(Collector):
         # of the same name, leave it; the next pass offers it as a new delivery.
         if _identity(os.stat(path, follow_symlinks=False)) != _identity(stat):
             raise IntakeError(f"{path.name} changed after it was recorded; left in place to be taken again")
+        self._file_away(path, file_id)
+
+    def _file_away(self, path: Path, file_id: int | None) -> None:
+        """Move a taken file to done/, never over an earlier one."""
         self.done.mkdir(exist_ok=True)
         target = self.done / path.name
         suffix = str(file_id) if file_id is not None else str(int(time.time()))

@@ -45,7 +45,7 @@ from .. import faults
 from ..catalog import mailboxes
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
 from ..intake import Received
-from ..mail import take_message
+from ..mail import Route, take_message
 from ..secrets import require_secret, resolve_secret
 from .base import SCHEDULE_OPTIONS, Collector, PassResult
 
@@ -123,7 +123,10 @@ class ImapMailbox(Collector):
         self.mailbox = self.option("mailbox", "cdrs")
         self.max_bytes = int(self.option("max_message_bytes", 50 * 1024 * 1024))
         self.max_messages = self.option("max_messages")  # per pass; None: every message waiting
-        self.where = f"imap {self.option('host')}:{self.option('port', SECURITY[self.option('security', 'imaps')])}"
+        self.security = self.option("security", "imaps")
+        self.host = self.option("host")
+        self.port = int(self.option("port", SECURITY[self.security]))
+        self.where = f"imap {self.host}:{self.port}"
 
     # -- one pass -----------------------------------------------------------------------------------
 
@@ -194,7 +197,7 @@ class ImapMailbox(Collector):
                      "marking it only", self.name, self.folder, uid, earlier["uidvalidity"], earlier["uid"])
         else:
             try:
-                received = take_message(self.app, raw, source=self.name, default_carrier=self.option("carrier"),
+                received = take_message(self.app, raw, source=self.name, default_route=Route(self.option("carrier")),
                                         mailbox=self.mailbox, actor=f"collector:{self.name}", delivery=f"imap:{key}")
             except Exception as exc:  # this message only: it stays unmarked, is reported, and is tried next pass
                 if not isinstance(exc, CdrError):
@@ -238,22 +241,19 @@ class _Session:
         self.where = where
         self.capabilities: set[str] = set()
         self.permanent_flags: set[str] = set()
-        self.folder = ""
 
     @classmethod
     def open(cls, collector: ImapMailbox) -> "_Session":
         from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 
         options = collector.spec.options
-        security = options.get("security", "imaps")
-        host, port = options["host"], int(options.get("port", SECURITY[security]))
+        host, port, where = collector.host, collector.port, collector.where
         timeout = float(options.get("timeout_seconds", 60))
-        where = collector.where
         context = ssl.create_default_context(cafile=options.get("ca_file"))
         with _mapped(where, "connect"):
-            if security == "imaps":
+            if collector.security == "imaps":
                 box = MailBox(host, port, timeout=timeout, ssl_context=context)
-            elif security == "starttls":
+            elif collector.security == "starttls":
                 box = MailBoxStartTls(host, port, timeout=timeout, ssl_context=context)
             else:
                 box = MailBoxUnencrypted(host, port, timeout=timeout)
@@ -282,7 +282,6 @@ class _Session:
             uidvalidity = int(responses["UIDVALIDITY"][-1])
             flags = responses.get("PERMANENTFLAGS", [b"()"])[-1].decode()
         self.permanent_flags = set(flags.strip("()").split())
-        self.folder = folder
         return uidvalidity
 
     def check_flag_kept(self, flag: str, folder: str) -> None:

@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import IntakeError
-from .dropfolder import DropFolder, _identity
+from .dropfolder import DropFolder
 
 SUBFOLDERS = ("new", "cur", "tmp")
 
@@ -49,9 +48,8 @@ class Maildir(DropFolder):
     def _ready(self, name: str, stat: os.stat_result, now: float) -> bool:
         return True  # renamed in from tmp/ by the delivery agent: complete
 
-    def _move_done(self, path: Path, stat: os.stat_result, file_id: int | None) -> None:
-        if _identity(os.stat(path, follow_symlinks=False)) != _identity(stat):
-            raise IntakeError(f"{path.name} changed after it was recorded; left in place to be taken again")
+    def _file_away(self, path: Path, file_id: int | None) -> None:
+        """Into cur/ as Seen, never over a message already there."""
         unique, _, info = path.name.partition(":")
         flags = "".join(sorted(set(info[2:] if info.startswith("2,") else "") | {"S"}))
         target, attempt = self.cur / f"{unique}:2,{flags}", 0
