@@ -8,6 +8,7 @@ under ``CI=true``, where that is a failure.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -100,3 +101,24 @@ def apps():
 
 def app_with(make_config, extra: str) -> App:
     return App(load_config(make_config(extra), env={}), actor="tester")
+
+
+def catalog_rows(app) -> list[dict]:
+    """Every file in the catalog, oldest first."""
+    from ingest.catalog import files as catalog_files
+
+    with app.catalog.read() as conn:
+        return catalog_files.list_files(conn)
+
+
+def wait_until(predicate, timeout: float = 20.0, what="a condition"):
+    """Poll ``predicate`` every 0.05 s until it returns something truthy; return that, or fail naming
+    ``what`` (a text, or a callable giving one at the moment of failure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
+        time.sleep(0.05)

@@ -40,16 +40,22 @@ def dirs_toml(dirs: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def make_remote_source(make_config, remote, apps: list, dirs=None, **options):
+    """An app with source "remote" over ``remote`` (default: its daily/ folder, Hero daily CDRs) and its
+    collector; the app is appended to ``apps`` to be closed."""
+    daily = remote.root / "daily"
+    daily.mkdir(parents=True, exist_ok=True)
+    dirs = dirs or [{"path": remote.path(daily), "carrier": "hero", "type": "cdr", "cadence": "daily"}]
+    app = app_with(make_config, remote.source_toml("remote", dirs, **options))
+    apps.append(app)
+    return app, collector_for(app, app.config.source("remote"))
+
+
 class RemoteContract:
     """Subclass with a ``remote`` fixture (see the module docstring)."""
 
     def make(self, make_config, remote, dirs=None, **options):
-        daily = remote.root / "daily"
-        daily.mkdir(parents=True, exist_ok=True)
-        dirs = dirs or [{"path": remote.path(daily), "carrier": "hero", "type": "cdr", "cadence": "daily"}]
-        app = app_with(make_config, remote.source_toml("remote", dirs, **options))
-        self._apps.append(app)
-        return app, collector_for(app, app.config.source("remote"))
+        return make_remote_source(make_config, remote, self._apps, dirs, **options)
 
     def setup_method(self):
         self._apps = []

@@ -11,13 +11,13 @@ import sys
 import pytest
 
 from ingest.catalog import cursors
-from ingest.catalog import files as catalog_files
 from ingest.collectors import collector_for
 from ingest.config import load_config
 from ingest.daemon import run_pass
 from ingest.errors import ConfigError
 from ingest.load import load_queued
 from tests.conftest import app_with
+from tests.conftest import catalog_rows as files
 from tests.feed_server import FeedServer
 from tests.records import record
 
@@ -49,11 +49,6 @@ def make(make_config, apps, server, **options):
 def cursor(app, source="hero-feed"):
     with app.catalog.read() as conn:
         return cursors.cursor_of(conn, source)
-
-
-def files(app):
-    with app.catalog.read() as conn:
-        return catalog_files.list_files(conn)
 
 
 def loaded_ids(app):
@@ -176,21 +171,24 @@ def test_backfill_fetches_one_day_or_hour_without_moving_the_cursor(make_config,
     assert loaded_ids(app) == [11, 12, 13] and cursor(app) is None
 
 
-def test_service_fees_only_are_sdr_records(make_config, apps, monkeypatch):
+@pytest.mark.parametrize("only, file_type, loaded", [("servicesonly", "sdr", [(12, "sdr")]),
+                                                     ("callsonly", "cdr", [(11, "cdr")])])
+def test_service_fees_only_are_sdr_records_and_calls_only_cdr_records(make_config, apps, monkeypatch, only,
+                                                                      file_type, loaded):
     from ingest import admin
 
     monkeypatch.setenv(ENV, PASSWORD)
     with FeedServer(carrier="techconnections", password=PASSWORD) as server:
         server.add(record(11), record(12, CallType="Line Rental", BParty="", Seconds="0", UTCDateTime=""))
-        app = app_with(make_config, feed_toml(server, carrier="techconnections", servicesonly=True))
+        app = app_with(make_config, feed_toml(server, carrier="techconnections", **{only: True}))
         apps.append(app)
         collector = collector_for(app, app.config.source("hero-feed"))
         assert collector.collect().errors == []
-        assert server.requests[0]["params"]["servicesonly"] == "1"
+        assert server.requests[0]["params"][only] == "1"
         [staged] = files(app)
-        assert staged["type"] == "sdr"
+        assert staged["type"] == file_type
         load_queued(app)
-        assert [(r["feed_id"], r["record_type"]) for r in admin.list_records(app)] == [(12, "sdr")]
+        assert [(r["feed_id"], r["record_type"]) for r in admin.list_records(app)] == loaded
 
 
 @pytest.mark.parametrize("options, key, reason", [
@@ -238,20 +236,6 @@ def test_every_record_exactly_once_across_restarts_and_faults(make_config, feed,
     finally:
         app.close()
     assert PASSWORD not in caplog.text
-
-
-def test_calls_only_are_cdr_records(make_config, apps, monkeypatch):
-    from ingest import admin
-
-    monkeypatch.setenv(ENV, PASSWORD)
-    with FeedServer(carrier="techconnections", password=PASSWORD) as server:
-        server.add(record(11), record(12, CallType="Line Rental", BParty="", Seconds="0", UTCDateTime=""))
-        app = app_with(make_config, feed_toml(server, carrier="techconnections", callsonly=True))
-        apps.append(app)
-        assert collector_for(app, app.config.source("hero-feed")).collect().errors == []
-        assert server.requests[0]["params"]["callsonly"] == "1"
-        load_queued(app)
-        assert [(r["feed_id"], r["record_type"]) for r in admin.list_records(app)] == [(11, "cdr")]
 
 
 def test_cdr_feed_backfill_command(make_config, feed):

@@ -10,31 +10,21 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
 
-from ingest.catalog import files as catalog_files
 from ingest.catalog import sources as source_states
 from ingest.cli import cli
 from ingest.daemon import RETRY_FIRST, Schedule, retry_at, run_daemon, run_pass
 from ingest.errors import ConfigError
-from tests.conftest import app_with
+from tests.conftest import app_with, wait_until
+from tests.conftest import catalog_rows as files
 from tests.records import record, render
 from tests.remote_contract import put
 
 T0 = datetime(2026, 11, 22, 10, 0, 5, tzinfo=timezone.utc)
-
-
-def wait_until(predicate, timeout=20.0, what="a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
 
 
 def share_source(name, path, **options):
@@ -42,11 +32,6 @@ def share_source(name, path, **options):
     lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
     lines += ["[[sources.dirs]]", f'path = "{path}"', 'carrier = "hero"', 'type = "cdr"', 'cadence = "daily"']
     return "\n".join(lines) + "\n"
-
-
-def files(app):
-    with app.catalog.read() as conn:
-        return catalog_files.list_files(conn)
 
 
 # -- schedules and backoff ----------------------------------------------------------------------------

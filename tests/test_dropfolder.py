@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from ingest.catalog import files as catalog_files
 from ingest.collectors.dropfolder import DropFolder
 from ingest.errors import DatabaseBusy, NotFound
 from ingest.intake import Origin, receive
 from ingest.load import load_queued
 from ingest.watch import watch, watch_once
 from tests.conftest import app_with
+from tests.conftest import catalog_rows as rows
+from tests.conftest import wait_until as waiting_until
 from tests.records import record, render
 
 AGE = 30  # seconds: how far back a finished file's mtime is set (past the default min_age of 5)
@@ -34,15 +35,7 @@ TIMEOUT = 10.0
 
 
 def wait_until(predicate, timeout: float = TIMEOUT, what: str = "condition"):
-    """Poll ``predicate`` every 0.05 s until it returns something truthy; return that, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    return waiting_until(predicate, timeout, what)
 
 
 class Clock:
@@ -77,11 +70,6 @@ def source_toml(name: str, path: Path, **options) -> str:
     lines = ["[[sources]]", f"name = {json.dumps(name)}", 'kind = "dropfolder"', f"path = {json.dumps(str(path))}"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
     return "\n".join(lines) + "\n"
-
-
-def rows(app) -> list[dict]:
-    with app.catalog.read() as conn:
-        return catalog_files.list_files(conn)
 
 
 def staged(app, row) -> bytes:

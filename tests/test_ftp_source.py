@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.collectors import collector_for
 from ingest.errors import ConfigError
 from tests.conftest import app_with
+from tests.conftest import catalog_rows as catalog
 from tests.ftp_server import PASSWORD, USER, FtpTestServer, certificate_fingerprint
 from tests.records import record, render
-from tests.remote_contract import RemoteContract, dirs_toml, put
+from tests.remote_contract import RemoteContract, dirs_toml, make_remote_source, put
 
 
 class FtpRemote:
@@ -61,25 +61,26 @@ def kind(request):
     return request.param
 
 
-@pytest.fixture
-def any_remote(tmp_path, kind):
+def _serving(tmp_path, kind: str, data_expected: bool):
     server, remote = _remote(tmp_path, kind)
     yield remote
     server.stop()
     if server.ca is not None:
         # Every data connection of the test resumed the control connection's TLS session.
         assert server.server.tls_data_fresh == 0
+        if data_expected:
+            assert server.server.tls_data_reused > 0
+
+
+@pytest.fixture
+def any_remote(tmp_path, kind):
+    yield from _serving(tmp_path, kind, data_expected=False)
 
 
 def _fixture_for(kind_name: str):
     @pytest.fixture
     def remote(self, tmp_path):
-        server, remote = _remote(tmp_path, kind_name)
-        yield remote
-        server.stop()
-        if server.ca is not None:
-            assert server.server.tls_data_fresh == 0
-            assert server.server.tls_data_reused > 0
+        yield from _serving(tmp_path, kind_name, data_expected=True)
     return remote
 
 
@@ -98,32 +99,10 @@ class TestImplicitFtpsSource(RemoteContract):
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-class Made:
-    def __init__(self):
-        self.apps = []
-
-    def __call__(self, make_config, remote, dirs=None, **options):
-        daily = remote.root / "daily"
-        daily.mkdir(parents=True, exist_ok=True)
-        dirs = dirs or [{"path": remote.path(daily), "carrier": "hero", "type": "cdr", "cadence": "daily"}]
-        app = app_with(make_config, remote.source_toml("remote", dirs, **options))
-        self.apps.append(app)
-        return app, collector_for(app, app.config.source("remote"))
-
-
 @pytest.fixture
-def made():
-    maker = Made()
-    yield maker
-    for app in maker.apps:
-        app.close()
-
-
-def catalog(app):
-    from ingest.catalog import files as catalog_files
-
-    with app.catalog.read() as conn:
-        return catalog_files.list_files(conn)
+def made(apps):
+    return lambda make_config, remote, dirs=None, **options: make_remote_source(make_config, remote, apps, dirs,
+                                                                                 **options)
 
 
 def collected(app):

@@ -12,13 +12,13 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from ingest.catalog import files as catalog_files
 from ingest.catalog.schema import mail_folders, mail_messages
 from ingest.collectors import collector_for
 from ingest.config import load_config
 from ingest.daemon import run_pass
 from ingest.errors import ConfigError
-from tests.conftest import app_with
+from tests.conftest import app_with, wait_until
+from tests.conftest import catalog_rows as rows
 from tests.imap_server import PASSWORD, UTF8_PASSWORD, dovecot_server
 from tests.records import record, render
 from tests.test_mail import carrier_email as lf_email
@@ -80,11 +80,6 @@ def make(make_config, apps, dovecot, user, **options):
     app = app_with(make_config, imap_toml(dovecot, user, **options))
     apps.append(app)
     return app, collector_for(app, app.config.source("carrier-mail"))
-
-
-def rows(app):
-    with app.catalog.read() as conn:
-        return catalog_files.list_files(conn)
 
 
 def taken(app):
@@ -366,7 +361,6 @@ def test_the_daemon_polls_the_mailbox_and_watches_the_maildir_and_loads_both(mak
     import threading
 
     from ingest.daemon import run_daemon
-    from tests.test_daemon import wait_until
     from tests.test_maildir import deliver, maildir_toml
 
     maildir = tmp_path / "Maildir"

@@ -9,10 +9,10 @@ from email.message import EmailMessage
 import pytest
 from click.testing import CliRunner
 
-from ingest.catalog import files as catalog_files
 from ingest.cli import cli
 from ingest.errors import NotFound
 from ingest.mail import Route, route_of, take_message
+from tests.conftest import catalog_rows as rows
 from tests.records import record, render
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"logo" * 50
@@ -38,11 +38,6 @@ def carrier_email(to="cdrs@billing.example.com", invite: bool = True) -> bytes:
         message.add_attachment(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", maintype="text", subtype="calendar",
                                filename="invite.ics")
     return message.as_bytes()
-
-
-def rows(app):
-    with app.catalog.read() as conn:
-        return catalog_files.list_files(conn)
 
 
 def test_two_files_and_the_images_and_invite_ignored_then_the_same_message_again_is_held(app):

@@ -20,7 +20,8 @@ from ingest.catalog import remote as remote_state
 from ingest.collectors import collector_for
 from ingest.collectors.sftp import fingerprint
 from ingest.errors import ConfigError, PermanentError, TransientError
-from tests.conftest import app_with
+from tests.conftest import app_with, catalog_rows
+from tests.interop_servers import free_port
 from tests.records import record, render
 from tests.remote_contract import RemoteContract, dirs_toml, put
 from tests.sftp_server import OwnedSFTPServer, SftpServer, host_key_line
@@ -88,13 +89,6 @@ def source(make_config, remote, apps, **options):
     return app, collector_for(app, app.config.source("remote"))
 
 
-def catalog_rows(app):
-    from ingest.catalog import files as catalog_files
-
-    with app.catalog.read() as conn:
-        return catalog_files.list_files(conn)
-
-
 def staged_blobs(app) -> list[Path]:
     return [p for p in app.staging.blobs.rglob("*") if p.is_file()] + [p for p in app.staging.tmp.iterdir()]
 
@@ -102,12 +96,6 @@ def staged_blobs(app) -> list[Path]:
 def collected(app, directory="/daily"):
     with app.catalog.read() as conn:
         return remote_state.collected_keys(conn, "remote", directory)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_key(tmp_path: Path, algorithm: str, passphrase: str | None = None, **kwargs) -> tuple[Path, asyncssh.SSHKey]:

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 
 import pytest
 
-from ingest.catalog import files as catalog_files
 from ingest.config import SmtpSettings
 from ingest.errors import DatabaseBusy
 from ingest.smtp import SmtpListener
+from tests.conftest import catalog_rows as rows
+from tests.interop_servers import free_port
 from tests.test_mail import carrier_email as lf_email
 
 
@@ -20,22 +20,11 @@ def carrier_email(**kwargs) -> bytes:
     return lf_email(**kwargs).replace(b"\n", b"\r\n")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def listener(app):
     settings = SmtpSettings(domain="billing.example.com", port=free_port(), max_message_bytes=200_000)
     with SmtpListener(app, settings) as running:
         yield running
-
-
-def rows(app):
-    with app.catalog.read() as conn:
-        return catalog_files.list_files(conn)
 
 
 def test_a_mailed_message_is_staged_before_250(app, listener):
