@@ -123,6 +123,15 @@ files = Table(
     Column("last_record_id", BigInteger),
     Column("received_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # What the source said the file is when it was received (a dir mapping, a mail route, a drop folder's
+    # settings, an upload's flags): ``cdr retry`` classifies the file again with these (migration 0005).
+    Column("given_carrier", String),
+    Column("given_type", String),
+    Column("given_cadence", String),
+    Column("given_period", String),
+    Column("given_format", String),
+    # A failed file replaced by a corrected file of the same carrier and name that loaded (status superseded).
+    Column("superseded_by", Id),
     Index(None, "fingerprint"),
     Index(None, "carrier", "name"),
     Index(None, "status"),
@@ -244,6 +253,10 @@ source_state = Table(
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("next_run_at", UTCDateTime),
     Column("files_collected", BigInteger, nullable=False, default=0),
+    # The entries the last pass could not take (a refused remote name, a file that could not be opened), one a
+    # line; the pass still counts as a success (migration 0005).
+    Column("entry_errors", Text),
+    Column("entry_errors_at", UTCDateTime),
 )
 
 # Billing-feed cursors: the highest record ID each feed source has taken (its next ``fromid``). It moves
