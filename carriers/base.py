@@ -16,19 +16,22 @@ import codecs
 import csv
 import io
 import json
+import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, ClassVar, Collection, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ingest.errors import ParseError
+from ingest.errors import NotText, ParseError
 
 DELIMITERS = {"csv": ",", "txt": "\t", "pipe": "|"}
 BLOCK_SIZE = 1 << 20
+HEAD_BYTES = 8192  # what format detection looks at
+SAMPLE_ROWS = 5  # the first rows that must fit the layout for another delimiter to be taken
 
 # The canonical record layout every parser produces; the loader's scratch tables mirror it. A record's
 # identity is its carrier's ``feed_id`` when the layout has an ID; otherwise ``record_key`` (see
@@ -94,7 +97,18 @@ class Parser(ABC):
 
     @abstractmethod
     def batches(self, source: Source) -> Iterator[pa.RecordBatch]:
-        """Yield the file's records in the CANONICAL layout, or raise ParseError (file, line, field)."""
+        """Yield the file's records in the CANONICAL layout, or raise ParseError (file, line, field); read in
+        the format :meth:`file_format` gives. Raises NotText for content that is not text at all."""
+
+    def file_format(self, source: Source) -> str:
+        """The format the content is actually in (see :func:`resolve_format`); NotText if it is not text."""
+        return resolve_format(source, lambda rows: False)
+
+    def record_lines(self, source: Source, positions: Collection[int]) -> dict[int, int]:
+        """The physical line on which each record starts, by its ``position`` (1-based, as in the batches).
+        Rereads the file: meant for explaining an error, not for the happy path. A parser that cannot tell
+        gives {}, and its records are named by position."""
+        return {}
 
 
 class ContentKeys:
@@ -136,12 +150,15 @@ class ContentKeys:
 
 @dataclass
 class TextBlock:
-    """Some consecutive data rows of a file, every value still text, columns named by the file's names."""
+    """Some consecutive data rows of a file, every value still text, columns named by the file's names. In
+    JSON, an object without a key has null in that column (an explicit null is empty text), and
+    ``wrong_types`` gives, per key, the first row whose value is true/false, an object or an array."""
 
     columns: dict[str, pa.Array]
     first_ordinal: int  # 0-based index of the block's first data row in the file
     num_rows: int
     lines: Sequence[int] | None = None  # physical line of each row when known cheaply (JSON)
+    wrong_types: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (row index, what it is)
 
 
 def sniff_format(head: bytes) -> str:
@@ -154,29 +171,100 @@ def sniff_format(head: bytes) -> str:
     return max(counts, key=lambda fmt: counts[fmt]) if any(counts.values()) else "csv"
 
 
-def format_of(source: Source) -> str:
-    if source.file_format:
-        return source.file_format
+# What lands in carrier folders by mistake, by its first bytes.
+_SIGNATURES = (
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"PK\x03\x04", "a ZIP archive or Office document, such as a spreadsheet"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Office document, such as a spreadsheet"),
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"\xff\xfe", "UTF-16 text; only UTF-8 is read"),
+    (b"\xfe\xff", "UTF-16 text; only UTF-8 is read"),
+)
+# Bytes text is made of: printable ASCII, UTF-8's high bytes, and the controls text uses (BEL, BS, TAB, LF,
+# VT, FF, CR, ESC). Any other byte, or a high byte that is not UTF-8, is binary.
+_TEXT_BYTES = bytes([7, 8, 9, 10, 11, 12, 13, 27, *range(0x20, 0x100)])
+_BINARY_SHARE = 0.1
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What a file whose content starts with ``head`` is, if it is not text; None for text. Known signatures
+    name the usual strays; otherwise more than a tenth of binary bytes makes it binary. A text file with a
+    few bad bytes stays text, so that its parse fails naming their line."""
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature):
+            return what
+    undecodable = head.decode("utf-8", errors="replace").count("\ufffd")
+    controls = len(head.translate(None, _TEXT_BYTES))
+    return "binary content" if undecodable + controls > _BINARY_SHARE * len(head) else None
+
+
+def resolve_format(source: Source, fits: Callable[[list[list[str]]], bool]) -> str:
+    """The format to read the content in: the source's, else sniffed from the first bytes. When the source's
+    delimiter gives one field per row (a name that lies: a pipe-separated ``.txt``), the first other
+    delimiter whose first rows ``fits`` the layout is taken instead. Raises NotText when the content is not
+    text at all."""
     with source.open() as fh:
-        return sniff_format(fh.read(4096))
+        head = fh.read(HEAD_BYTES)
+    what = binary_kind(head)
+    if what is not None:
+        raise NotText(source.name, what)
+    fmt = source.file_format or sniff_format(head)
+    if fmt not in DELIMITERS or any(len(row) > 1 for row in sample_rows(head, DELIMITERS[fmt])):
+        return fmt
+    return next((other for other, sep in DELIMITERS.items() if other != fmt and fits(sample_rows(head, sep))), fmt)
+
+
+def sample_rows(head: bytes, delimiter: str) -> list[list[str]]:
+    """The first rows that are not blank (up to SAMPLE_ROWS) in a delimited file's first bytes, without the
+    row the end of ``head`` may cut."""
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    if len(head) == HEAD_BYTES:
+        text = text[: text.rfind("\n") + 1]
+    rows: list[list[str]] = []
+    try:
+        for fields in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            if any(value.strip() for value in fields):
+                rows.append(fields)
+            if len(rows) == SAMPLE_ROWS:
+                break
+    except csv.Error:  # a quoted value cut by the end of head: the rows before it are the sample
+        pass
+    return rows
+
+
+class _Lines:
+    """A binary stream's lines decoded as UTF-8 (BOM removed) one at a time, so that a bad byte is reported
+    with its line (ParseError). ``number`` is the physical line last read."""
+
+    def __init__(self, source: Source, stream: BinaryIO):
+        self.source = source
+        self.stream = stream
+        self.number = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self.stream:
+            self.number += 1
+            try:
+                yield self.decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                raise ParseError(self.source.name, self.number, None, f"not valid UTF-8 text ({exc.reason})") from None
 
 
 def first_row(source: Source, delimiter: str) -> tuple[int, list[str]]:
     """(physical line, fields) of the first row of a delimited file that is not blank (quotes honoured, BOM
-    removed); (0, []) when there is none."""
+    removed); (0, []) when there is none. A line before it or in it that is not UTF-8 fails (ParseError):
+    a header name must not lose a byte."""
     with source.open() as fh:
-        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
-        line_no = 0
-
-        def lines() -> Iterator[str]:
-            nonlocal line_no
-            for physical in text:
-                line_no += 1
-                yield physical
-
-        reader = csv.reader(lines(), delimiter=delimiter)
+        lines = _Lines(source, fh)
+        reader = csv.reader(lines, delimiter=delimiter)
         while True:
-            start = line_no + 1
+            start = lines.number + 1
             try:
                 fields = next(reader)
             except (StopIteration, csv.Error):
@@ -189,12 +277,13 @@ def read_delimited(source: Source, delimiter: str, column_names: Sequence[str],
                    header_line: int) -> Iterator[TextBlock]:
     """Stream a delimited file as blocks of text columns. ``header_line`` is the physical line of the header
     row (it and any blank lines before it are skipped), 0 when the file has none. Structural errors (wrong
-    field count, bad UTF-8, unbalanced quotes) are located by a rescan and raised as ParseError with the line."""
+    field count, bad UTF-8, unbalanced or stray quotes) are raised as ParseError with the line."""
     ordinal = 0
     stream = source.open()
+    quotes = _QuoteCheck(stream, delimiter)
     try:
         reader = pcsv.open_csv(
-            stream,
+            quotes,
             read_options=pcsv.ReadOptions(column_names=list(column_names), skip_rows=header_line,
                                           block_size=BLOCK_SIZE),
             parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
@@ -209,36 +298,105 @@ def read_delimited(source: Source, delimiter: str, column_names: Sequence[str],
             yield TextBlock(dict(zip(column_names, batch.columns)), ordinal, batch.num_rows)
             ordinal += batch.num_rows
     except pa.ArrowInvalid as exc:
-        raise structural_error(source, delimiter, len(column_names), header_line, str(exc)) from None
+        error = structural_error(source, delimiter, len(column_names), header_line, str(exc))
+        if error.line is None:  # the rescan, which stops at stray quotes too, found nothing to name
+            error = quotes.error(source) or error
+        raise error from None
     finally:
         stream.close()
+    # Checked once the whole file is read, so that which error a file gets does not depend on read-ahead.
+    stray = quotes.error(source)
+    if stray is not None:
+        raise stray
+
+
+class _QuoteCheck:
+    """A delimited stream, read through on its way to pyarrow, noting the first quote that ends a quoted field
+    before the field's end (``"He said "hi" again"``): pyarrow's reader, lenient, would load the rest of the
+    field garbled. One C-speed regular expression per chunk (a chunk without quotes is only searched for one);
+    whether the reading is inside a quoted field carries across chunks. A quote inside an unquoted field is
+    text, as pyarrow reads it."""
+
+    BOM = b"\xef\xbb\xbf"
+
+    def __init__(self, raw: BinaryIO, delimiter: str):
+        self.raw = raw
+        sep = re.escape(delimiter.encode())
+        field_end = rb"(?=[" + sep + rb"\r\n])"
+        quoted = rb'"[^"]*+(?:""[^"]*+)*+"'
+        # Unquoted text, with literal quotes inside, and whole quoted fields that end where the field does.
+        # It stops only at a quoted field it cannot take whole (cut by the chunk's end, or a stray quote).
+        self.outside = re.compile(rb'[^"]*+(?:(?<=[' + sep + rb'\r\n])' + quoted + field_end + rb'[^"]*+'
+                                  rb'|(?<![' + sep + rb'\r\n])"++[^"]*+)*+')
+        self.inside = re.compile(rb'[^"]*+(?:""[^"]*+)*+')  # the value of a quoted field, up to its closing quote
+        self.field_ends = (delimiter.encode(), b"\r", b"\n")
+        self.quoted = False
+        self.pending = b"\n"  # the last byte checked (a file starts as a line does), then the bytes not yet checked
+        self.lines = 0  # newlines before pending[1:]
+        self.stray_line: int | None = None
+        self.started = self.finished = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if self.stray_line is None and not self.finished:
+            self._check(data if self.started else data.removeprefix(self.BOM), final=not data)
+            self.started, self.finished = True, not data
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.raw.closed
+
+    def error(self, source: Source) -> ParseError | None:
+        if self.stray_line is None:
+            return None
+        return ParseError(source.name, self.stray_line, None,
+                          'stray quote inside a quoted field (a quote in a quoted value is doubled: "")')
+
+    def _check(self, data: bytes, final: bool) -> None:
+        if not self.quoted and b'"' not in data:
+            self.lines += data.count(b"\n")
+            self.pending = data[-1:] or self.pending
+            return
+        buf = self.pending + data
+        end = len(buf)
+        pos = 1
+        while pos < end:
+            if not self.quoted:
+                pos = self.outside.match(buf, pos).end()
+                if pos < end:  # at the opening quote of a field it could not take whole
+                    self.quoted = True
+                    pos += 1
+                continue
+            pos = self.inside.match(buf, pos).end()
+            if pos == end or (pos + 1 == end and not final):
+                break  # a quote at the very end may be the first of a pair: decided with the next chunk
+            if pos + 1 < end and buf[pos + 1:pos + 2] not in self.field_ends:
+                self.stray_line = self.lines + buf.count(b"\n", 1, pos) + 1
+                return
+            self.quoted = False
+            pos += 1
+        self.lines += buf.count(b"\n", 1, pos)
+        self.pending = buf[pos - 1:]
 
 
 def scan_rows(source: Source, delimiter: str, header_line: int) -> Iterator[tuple[int, list[str]]]:
     """Plain-Python walk over the data rows (those starting after ``header_line``; empty lines skipped):
     (physical line where the row starts, fields). Slow but exact; used only to explain an error."""
     with source.open() as fh:
-        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
-        line_no = 0
-
-        def lines() -> Iterator[str]:
-            nonlocal line_no
-            for raw in fh:
-                line_no += 1
-                try:
-                    yield decoder.decode(raw)
-                except UnicodeDecodeError as exc:
-                    raise ParseError(source.name, line_no, None, f"not valid UTF-8 text ({exc.reason})") from None
-
-        reader = csv.reader(lines(), delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+        lines = _Lines(source, fh)
+        reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
         while True:
-            start = line_no + 1
+            start = lines.number + 1
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise ParseError(source.name, line_no, None, f"malformed row: {exc}") from None
+                raise ParseError(source.name, lines.number, None, f"malformed row: {exc}") from None
             if start <= header_line or not fields or (len(fields) == 1 and fields[0] == ""):
                 continue
             yield start, fields
@@ -254,16 +412,31 @@ def structural_error(source: Source, delimiter: str, expected: int, header_line:
     return ParseError(source.name, None, None, f"unreadable: {detail}")
 
 
-def line_of_ordinal(source: Source, delimiter: str, header_line: int, ordinal: int) -> int | None:
-    for index, (line, _fields) in enumerate(scan_rows(source, delimiter, header_line)):
-        if index == ordinal:
-            return line
-    return None
+def lines_at(row_lines: Iterable[int], positions: Collection[int]) -> dict[int, int]:
+    """From the lines on which a file's records start, in order, those of the given 1-based positions."""
+    wanted = set(positions)
+    found: dict[int, int] = {}
+    for position, line in enumerate(row_lines, 1):
+        if position in wanted:
+            found[position] = line
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def delimited_row_lines(source: Source, delimiter: str, header_line: int) -> Iterator[int]:
+    """The physical line on which each data row of a delimited file starts (a rescan: error path only)."""
+    return (line for line, _fields in scan_rows(source, delimiter, header_line))
+
+
+def json_element_lines(source: Source) -> Iterator[int]:
+    """The physical line on which each element of a JSON array starts (a rescan: error path only)."""
+    return (line for line, _element in _json_elements(source, _json_decoder()))
 
 
 def read_json_array(source: Source, rows_per_block: int = 65536) -> Iterator[TextBlock]:
     """Stream a JSON array of objects as blocks of text columns; numbers keep their exact text."""
-    decoder = json.JSONDecoder(parse_float=Decimal, parse_int=str, parse_constant=str)
+    decoder = _json_decoder()
     ordinal = 0
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
@@ -280,10 +453,16 @@ def read_json_array(source: Source, rows_per_block: int = 65536) -> Iterator[Tex
         yield _json_block(rows, lines, ordinal)
 
 
+def _json_decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(parse_float=Decimal, parse_int=str, parse_constant=str)
+
+
 def _json_kind(value: Any) -> str:
     """The JSON type of a decoded value (numbers decode to text or Decimal to keep their exact digits)."""
     if isinstance(value, list):
         return "an array"
+    if isinstance(value, dict):
+        return "an object"
     if isinstance(value, bool):
         return "true/false"
     if value is None:
@@ -291,19 +470,35 @@ def _json_kind(value: Any) -> str:
     return "a number or string"
 
 
+_ABSENT = object()
+_NEITHER_NUMBER_NOR_TEXT = (bool, dict, list)  # JSON values no field of a record can be
+
+
 def _json_block(rows: list[dict[str, Any]], lines: list[int], ordinal: int) -> TextBlock:
     keys: dict[str, None] = {}
     for row in rows:
         keys.update(dict.fromkeys(row))
-    columns = {key: pa.array([_json_text(row.get(key)) for row in rows], pa.string()) for key in keys}
-    return TextBlock(columns, ordinal, len(rows), lines)
+    columns: dict[str, pa.Array] = {}
+    wrong_types: dict[str, tuple[int, str]] = {}
+    for key in keys:
+        values = [row.get(key, _ABSENT) for row in rows]
+        for index in [index for index, value in enumerate(values) if value.__class__ is not str]:
+            value = values[index]
+            if isinstance(value, _NEITHER_NUMBER_NOR_TEXT) and key not in wrong_types:
+                wrong_types[key] = (index, _json_kind(value))
+            values[index] = _json_text(value)
+        columns[key] = pa.array(values, pa.string())
+    return TextBlock(columns, ordinal, len(rows), lines, wrong_types)
 
 
-def _json_text(value: Any) -> str:
+def _json_text(value: Any) -> str | None:
+    """A JSON value as text: exact digits for numbers, empty for null, None for an absent key."""
+    if value is _ABSENT:
+        return None
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "1" if value else "0"
+        return "true" if value else "false"
     if isinstance(value, Decimal):
         # A JSON number with a fraction or exponent: its exact value as plain decimal text ('0.1150' stays
         # '0.1150', '1.5E2' becomes '150'). Absurd exponents keep their text, which then fails validation.
@@ -413,6 +608,7 @@ class Invalid:
     field: str
     reason: str
     value: str | None
+    check: int = 0  # which of the checks found it
 
 
 def normalise(kind: str, values: pa.Array, required: bool) -> tuple[pa.Array, pa.Array]:
@@ -421,8 +617,9 @@ def normalise(kind: str, values: pa.Array, required: bool) -> tuple[pa.Array, pa
     A column already in canonical form (what well-behaved carriers send) passes Arrow's strict casts and is
     taken as it is; only a column that does not is run through the lenient normalisation below, which also
     finds the bad rows."""
-    if kind == "text":
-        return values, pc.is_null(values) if required else _none_bad(len(values))
+    if kind == "text":  # as given, but no NUL: PostgreSQL cannot store one in text, so no database takes it
+        bad = pc.fill_null(pc.match_substring(values, "\x00"), False)
+        return values, pc.or_(bad, pc.is_null(values)) if required else bad
     fast = _canonical(kind, values, required)
     if fast is not None:
         return fast, _none_bad(len(values))
@@ -473,11 +670,12 @@ def _canonical(kind: str, values: pa.Array, required: bool) -> pa.Array | None:
             return present if pc.all(pc.fill_null(ok, True)).as_py() else None
         if kind == "date":
             pc.cast(present, pa.date32())  # strict: exactly YYYY-MM-DD, a real day
-            return present
+            return None if pc.any(_year_zero(present)).as_py() else present
         if kind == "utc":
             pc.cast(present, pa.timestamp("s"))  # strict: a real time, no offset
             shaped = pc.and_(pc.equal(pc.utf8_length(present), 19),
                              pc.equal(pc.utf8_slice_codeunits(present, 10, 11), " "))
+            shaped = pc.and_(shaped, pc.invert(_year_zero(present)))
             return present if pc.all(pc.fill_null(shaped, True)).as_py() else None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -486,9 +684,14 @@ def _canonical(kind: str, values: pa.Array, required: bool) -> pa.Array | None:
 
 def _round_trips(values: pa.Array, fmt: str) -> pa.Array:
     """Whether each value is a real date/time written exactly as ``fmt`` (zero-padded) would write it.
-    Arrow's strptime alone accepts '2026-02-30' (rolling it into March), '00:05:60' and unpadded fields."""
+    Arrow's strptime alone accepts '2026-02-30' (rolling it into March), '00:05:60' and unpadded fields,
+    and the year 0000, which neither PostgreSQL nor Python's datetime can hold."""
     parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
-    return pc.equal(pc.strftime(parsed, format=fmt), values)
+    return pc.and_(pc.equal(pc.strftime(parsed, format=fmt), values), pc.invert(_year_zero(values)))
+
+
+def _year_zero(values: pa.Array) -> pa.Array:
+    return pc.starts_with(values, "0000")
 
 
 def _to_iso_date(values: pa.Array) -> pa.Array:
@@ -506,14 +709,15 @@ def _to_iso_utc(values: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(values, r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2})$", r"\1:00")
 
 
-def first_invalid(checks: Sequence[tuple[str, pa.Array, pa.Array]]) -> Invalid | None:
-    """Given (field, original values, bad mask) for each field, the earliest bad row and its field."""
+def first_invalid(checks: Sequence[tuple[str, pa.Array | None, pa.Array]]) -> Invalid | None:
+    """Given (field, original values, bad mask) for each check, the earliest bad row, its field and which
+    check found it (the first listed, for one row)."""
     best: Invalid | None = None
-    for field, original, bad in checks:
+    for number, (field_name, original, bad) in enumerate(checks):
         if not pc.any(bad).as_py():
             continue
         index = pc.index(bad, True).as_py()
         if best is None or index < best.index:
             value = original[index].as_py() if original is not None else None
-            best = Invalid(index, field, "", value)
+            best = Invalid(index, field_name, "", value, number)
     return best

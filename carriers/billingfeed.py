@@ -3,7 +3,8 @@
 Both carriers serve the same records from their Billing Feed web service and in their collected files, in
 four formats: csv, txt (tab), pipe and json (an array of objects). A header row may be present (columns are
 then matched by name, in any order and any case; unknown ones are ignored); without one the documented column
-order applies. Tech Connections inserts ``Date`` (the local date) after ``BillDate``
+order applies. Column names match whatever their case, spaces, underscores and hyphens (``UTC DateTime`` is
+``UTCDateTime``); a column the layout needs that is missing fails the file, naming it. Tech Connections inserts ``Date`` (the local date) after ``BillDate``
 (which is then the bill-cycle date), and mixes service fees (line rentals, broadband, number charges, other
 fixed or manual charges) with calls: those rows become SDR-type records, calls CDR-type.
 
@@ -14,7 +15,7 @@ file or format it arrives in.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,16 +26,19 @@ from .base import (
     CANONICAL,
     CANONICAL_SCHEMA,
     DELIMITERS,
+    Invalid,
     Parser,
     Source,
     TextBlock,
+    delimited_row_lines,
     first_invalid,
     first_row,
-    format_of,
-    line_of_ordinal,
+    json_element_lines,
+    lines_at,
     normalise,
     read_delimited,
     read_json_array,
+    resolve_format,
 )
 
 HERO_COLUMNS = (
@@ -76,15 +80,30 @@ FIELD_MAP: dict[str, tuple[str, bool]] = {
 }
 # A header must carry at least these (by name, any order, any case).
 REQUIRED_COLUMNS = ("ID", "BillDate", "Charge", "ChargeExcl")
-_KNOWN_LOWER = frozenset(name.lower() for name in FIELD_MAP)
+# A call (a CDR-type row) must also have these: a file with calls and without them fails, naming them.
+CALL_COLUMNS = ("UTCDateTime",)
 KINDS = dict(CANONICAL)
 REASONS = {
     "int": "not a whole number (or out of range)",
     "decimal": "not a decimal amount",
     "date": "not a date (YYYY-MM-DD or DD/MM/YYYY)",
     "utc": "not a UTC date and time (YYYY-MM-DD HH:MM:SS)",
-    "text": "missing",
+    "text": "contains a NUL character",
 }
+MISSING = "missing"  # a check's reason: the column (delimited) or the object's key (JSON) is not there
+
+
+def _column_key(name: str) -> str:
+    return re.sub(r"[\s_-]+", "", name.strip("\ufeff")).lower()
+
+
+_COLUMNS_BY_KEY = {_column_key(name): name for name in FIELD_MAP}
+
+
+def carrier_column(name: str) -> str | None:
+    """The layout's column a header name or JSON key means, whatever its case, spaces, underscores and
+    hyphens (``utc date_time`` is ``UTCDateTime``); None for a column the layout does not have."""
+    return _COLUMNS_BY_KEY.get(_column_key(name))
 
 
 def _is_header(fields: list[str]) -> bool:
@@ -93,9 +112,8 @@ def _is_header(fields: list[str]) -> bool:
     may come in any order."""
     if not fields:
         return False
-    names = {field.strip().strip("\ufeff").lower() for field in fields}
     first = fields[0].strip().strip("\ufeff")
-    return bool(names & _KNOWN_LOWER) and re.fullmatch(r"[+-]?\d+", first) is None
+    return any(carrier_column(field) for field in fields) and re.fullmatch(r"[+-]?\d+", first) is None
 
 
 class BillingFeedParser(Parser):
@@ -131,32 +149,53 @@ class BillingFeedParser(Parser):
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def batches(self, source: Source) -> Iterator[pa.RecordBatch]:
-        fmt = format_of(source)
-        if fmt == "json":
-            blocks = read_json_array(source)
-            locate = None
-        else:
-            delimiter = DELIMITERS[fmt]
-            first_line, first = first_row(source, delimiter)
-            header_line = first_line if _is_header(first) else 0
-            names = self._header_names(source, first, header_line) if header_line else list(self.columns)
-            blocks = read_delimited(source, delimiter, names, header_line)
+    def file_format(self, source: Source) -> str:
+        return resolve_format(source, self._fits)
 
-            def locate(ordinal: int) -> int | None:
-                return line_of_ordinal(source, delimiter, header_line, ordinal)
+    def _fits(self, rows: list[list[str]]) -> bool:
+        """Whether a file's first rows read as this layout: a header it knows and rows as wide, or rows as
+        wide as the documented column order."""
+        if not rows:
+            return False
+        width = len(self.columns)
+        if _is_header(rows[0]):
+            width, rows = len(rows[0]), rows[1:]
+        return width > 1 and all(len(row) == width for row in rows)
+
+    def _layout(self, source: Source) -> tuple[str | None, list[str], int]:
+        """(delimiter, column names, physical line of the header or 0) of a delimited file, read in the format
+        it is in; (None, [], 0) for JSON."""
+        fmt = self.file_format(source)
+        if fmt == "json":
+            return None, [], 0
+        delimiter = DELIMITERS[fmt]
+        first_line, first = first_row(source, delimiter)
+        header_line = first_line if _is_header(first) else 0
+        names = self._header_names(source, first, header_line) if header_line else list(self.columns)
+        return delimiter, names, header_line
+
+    def batches(self, source: Source) -> Iterator[pa.RecordBatch]:
+        delimiter, names, header_line = self._layout(source)
+        blocks = read_json_array(source) if delimiter is None else read_delimited(source, delimiter, names, header_line)
+
+        def locate(ordinal: int) -> int | None:
+            return self.record_lines(source, [ordinal + 1]).get(ordinal + 1)
 
         for block in blocks:
-            yield self._convert(source, block, locate)
+            yield self._convert(source, block, locate, header_line)
+
+    def record_lines(self, source: Source, positions: Collection[int]) -> dict[int, int]:
+        delimiter, _names, header_line = self._layout(source)
+        rows = json_element_lines(source) if delimiter is None else delimited_row_lines(source, delimiter, header_line)
+        return lines_at(rows, positions)
 
     def _header_names(self, source: Source, header: list[str], line: int) -> list[str]:
-        known = {name.lower(): name for name in FIELD_MAP}
         names = []
         for index, raw in enumerate(header):
             name = raw.strip().strip("\ufeff")
             # An unknown column is kept under its own name and ignored: a carrier adding a column must not
             # stop billing. Duplicates are refused: which one would be the charge?
-            canonical = known.get(name.lower(), f"?{index}:{name}")
+            canonical = carrier_column(name) or f"?{index}:{name}"
             if canonical in names:
                 raise ParseError(source.name, line, name, "column appears twice in the header")
             names.append(canonical)
@@ -167,52 +206,90 @@ class BillingFeedParser(Parser):
 
     # -- converting -------------------------------------------------------------------------------
 
-    def _convert(self, source: Source, block: TextBlock, locate) -> pa.RecordBatch:
-        known = {name.lower(): name for name in FIELD_MAP}
-        by_field: dict[str, tuple[str, pa.Array]] = {}
-        for column, values in block.columns.items():
-            name = known.get(column.lower())
-            if name is not None and name in FIELD_MAP:
-                by_field[FIELD_MAP[name][0]] = (name, values)
-        if block.lines is not None:  # JSON: check required keys per block
-            for required in REQUIRED_COLUMNS:
-                if FIELD_MAP[required][0] not in by_field:
-                    raise ParseError(source.name, block.lines[0], required, "required field missing")
-
+    def _convert(self, source: Source, block: TextBlock, locate, header_line: int) -> pa.RecordBatch:
         n = block.num_rows
+        given = self._columns_by_field(source, block)
         out: dict[str, pa.Array] = {}
-        checks = []
+        absent: dict[str, pa.Array] = {}
+        # (column, values as given, bad rows, kind, reason: None to say what is wrong with the value)
+        checks: list[tuple[str, pa.Array | None, pa.Array, str, str | None]] = []
         for carrier_name, (field, required) in FIELD_MAP.items():
-            if field not in by_field:
+            if field in given:
+                values, wrong_type = given[field]
+            elif required or carrier_name in CALL_COLUMNS:
+                values, wrong_type = pa.nulls(n, pa.string()), None
+            else:
                 continue
             kind = KINDS[field]
-            _, values = by_field[field]
-            values = pc.fill_null(values, "")
+            if values.null_count:
+                absent[field] = pc.is_null(values)
+                values = pc.fill_null(values, "")
+                if required:
+                    checks.append((carrier_name, None, absent[field], kind, MISSING))
+            if wrong_type is not None:
+                index, what = wrong_type
+                checks.append((carrier_name, values, pa.array([row == index for row in range(n)]), kind,
+                               f"{what} where a number or text is expected"))
             converted, bad = normalise(kind, values, required)
             out[field] = converted
-            checks.append((carrier_name, values, bad, kind))
+            checks.append((carrier_name, values, bad, kind, None))
 
         record_type = self._record_types(out, n)
         # A call must say when it happened; a service fee may not.
-        if "utc_time" in out:
-            missing_time = pc.and_(pc.equal(record_type, "cdr"), pc.is_null(out["utc_time"]))
-            checks.append(("UTCDateTime", by_field["utc_time"][1], missing_time, "utc"))
+        calls = pc.equal(record_type, "cdr")
+        for carrier_name in CALL_COLUMNS:
+            field = FIELD_MAP[carrier_name][0]
+            if field in absent:
+                checks.append((carrier_name, None, pc.and_(calls, absent[field]), KINDS[field], MISSING))
+            given_values = given[field][0] if field in given else None
+            checks.append((carrier_name, given_values, pc.and_(calls, pc.is_null(out[field])), KINDS[field], None))
 
-        invalid = first_invalid([(name, values, bad) for name, values, bad, _ in checks])
+        invalid = first_invalid([(name, values, bad) for name, values, bad, _, _ in checks])
         if invalid is not None:
-            kind = next(k for name, _, _, k in checks if name == invalid.field)
-            if block.lines is not None:
-                line = block.lines[invalid.index]
-            else:
-                line = locate(block.first_ordinal + invalid.index) if locate else None
-            reason = REASONS[kind] if (invalid.value or "").strip() else "required value is empty"
-            raise ParseError(source.name, line, invalid.field, reason, invalid.value)
+            raise self._invalid(source, block, locate, header_line, invalid, *checks[invalid.check][3:])
 
         # The ID is the key (feed_id); record_key stays null, for layouts that have no ID.
         out["record_type"] = record_type
         out["position"] = pa.array(range(block.first_ordinal + 1, block.first_ordinal + n + 1), pa.int64())
         arrays = [out.get(name, pa.nulls(n, field.type)) for name, field in zip(CANONICAL_SCHEMA.names, CANONICAL_SCHEMA)]
         return pa.RecordBatch.from_arrays(arrays, schema=CANONICAL_SCHEMA)
+
+    @staticmethod
+    def _columns_by_field(source: Source, block: TextBlock) -> dict[str, tuple[pa.Array, tuple[int, str] | None]]:
+        """The block's columns by canonical field: (values, the first value of a wrong JSON type). JSON keys
+        spelt two ways ('Charge', 'charge') are one column, unless one object gives both."""
+        found: dict[str, tuple[str, pa.Array, tuple[int, str] | None]] = {}
+        for column, values in block.columns.items():
+            name = carrier_column(column)
+            if name is None:
+                continue
+            field = FIELD_MAP[name][0]
+            wrong = block.wrong_types.get(column)
+            if field in found:  # JSON only: a delimited header naming a column twice is refused
+                other, earlier, earlier_wrong = found[field]
+                both = pc.and_(pc.is_valid(earlier), pc.is_valid(values))
+                if pc.any(both).as_py():
+                    raise ParseError(source.name, block.lines[pc.index(both, True).as_py()], name,
+                                     f"given twice in one object (as {other!r} and {column!r})")
+                values = pc.coalesce(earlier, values)
+                wrong = min(filter(None, (earlier_wrong, wrong)), default=None)
+            found[field] = (column, values, wrong)
+        return {field: (values, wrong) for field, (_, values, wrong) in found.items()}
+
+    @staticmethod
+    def _invalid(source: Source, block: TextBlock, locate, header_line: int, invalid: Invalid, kind: str,
+                 reason: str | None) -> ParseError:
+        """The ParseError for the first invalid row: its line, the column and what is wrong."""
+        line = block.lines[invalid.index] if block.lines is not None else None
+        if reason == MISSING:
+            if block.lines is None:  # only a header can leave a column out of a delimited file
+                return ParseError(source.name, header_line, invalid.field, "required column missing from the header")
+            return ParseError(source.name, line, invalid.field, "required field missing")
+        if line is None:
+            line = locate(block.first_ordinal + invalid.index)
+        if reason is None:
+            reason = REASONS[kind] if (invalid.value or "").strip() else "required value is empty"
+        return ParseError(source.name, line, invalid.field, reason, invalid.value)
 
     def _record_types(self, out: dict[str, pa.Array], n: int) -> pa.Array:
         cdr = pa.array(["cdr"] * n, pa.string()) if n else pa.array([], pa.string())

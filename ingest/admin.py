@@ -73,7 +73,9 @@ def discard(app: App, file_id: int, *, reason: str | None = None, actor: str | N
 
 def retry(app: App, file_id: int, *, reason: str | None = None, actor: str | None = None) -> list[intake.Received]:
     """Process a failed or ignored file again after a fix: a load failure is queued again; an unreadable
-    or unrecognised file is re-examined and re-classified (under the current limits and rules)."""
+    or unrecognised file is re-examined and re-classified (under the current limits and rules, with what
+    its source said it is). A malformed file is replaced, not retried: its corrected file, once loaded,
+    supersedes it (see ``catalog.files``)."""
     actor = actor or app.actor
     with app.catalog.read() as conn:
         row = catalog_files.get_file(conn, file_id)

@@ -26,13 +26,13 @@ from . import admin
 from .app import App, default_actor
 from .catalog import files as catalog_files
 from .config import CADENCES, FILE_TYPES, FORMATS
-from .errors import CdrError
+from .errors import CdrError, IntakeError
 from .intake import Received
 from .load import load_queued
 
 FILE_FIELDS = ("id", "name", "carrier", "type", "cadence", "source", "size", "fingerprint", "status", "reason",
                "billing_period", "received_at", "records", "records_skipped", "format", "container", "member",
-               "origin", "compression", "released", "error")
+               "origin", "compression", "released", "superseded_by", "error")
 FILE_TABLE = ("id", "name", "carrier", "type", "cadence", "status", "reason", "billing_period", "records",
               "received_at")
 RECORD_TABLE = ("id", "file_id", "carrier", "record_type", "feed_id", "utc_time", "a_party", "b_party",
@@ -63,6 +63,7 @@ def file_json(row: dict[str, Any]) -> dict[str, Any]:
         "origin": row["origin"],
         "compression": row["compression"],
         "released": row["released"],
+        "superseded_by": row["superseded_by"],
         "updated_at": row["updated_at"],
     }
     for extra in ("potential_duplicates", "history"):
@@ -175,7 +176,9 @@ def cli(ctx: click.Context, config_path: str | None, actor: str, verbose: bool, 
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+# Not click's readable check: it answers with a usage block, and asks os.access, not the open that counts.
+# admin.upload opens each file and reports one it cannot read (missing, a folder, no permission) in one line.
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--carrier", help="The carrier the files come from (as configured). Required but for .eml files.")
 @click.option("--type", "file_type", type=click.Choice(FILE_TYPES), help="cdr (calls) or sdr (fees). Required but for .eml.")
 @click.option("--cadence", type=click.Choice(CADENCES), help="daily, monthly, ... (else from the carrier's rules).")
@@ -193,41 +196,58 @@ def upload(c: Context, paths, carrier, file_type, cadence, period, file_format, 
       cdr upload hero_cdr_20261001.csv --carrier hero --type cdr --cadence daily
       cdr upload forwarded-october-cdrs.eml      # a saved email: its attachments
     """
+    if (carrier is None or file_type is None) and any(path.suffix.lower() != ".eml" for path in paths):
+        raise click.UsageError("--carrier and --type are required for a file upload (not for .eml)")
     app = c.app
     received = []
+    refused = []  # one path that cannot be read is reported; the others are still uploaded
     for path in paths:
-        if path.suffix.lower() == ".eml":  # a saved email: its attachments, routed like mailed ones
-            batch = admin.upload_email(app, path, carrier=carrier)
-        elif carrier is None or file_type is None:
-            raise click.UsageError("--carrier and --type are required for a file upload (not for .eml)")
-        else:
-            batch = admin.upload(app, path, carrier=carrier, file_type=file_type, cadence=cadence, period=period,
-                                 file_format=file_format)
+        try:
+            if path.suffix.lower() == ".eml":  # a saved email: its attachments, routed like mailed ones
+                batch = admin.upload_email(app, path, carrier=carrier)
+            else:
+                batch = admin.upload(app, path, carrier=carrier, file_type=file_type, cadence=cadence,
+                                     period=period, file_format=file_format)
+        except IntakeError as exc:
+            refused.append(str(exc))
+            continue
         if not no_load:
             admin.load_now(app, batch)
         received += batch
-    _report_files(app, received, as_json)
+    for message in refused:
+        click.echo(f"error: {message}", err=True)
+    _report_files(app, received, as_json, failed=bool(refused))
 
 
-def _report_files(app: App, received, as_json: bool) -> None:
-    """Print each file's id and current status; exit 1 if any failed."""
-    with app.catalog.read() as conn:
-        rows = [file_json(catalog_files.get_file(conn, r.id)) for r in received]
+def _report_files(app: App, received, as_json: bool, failed: bool = False) -> None:
+    """Print each file's id and current status; exit 1 if any failed (or ``failed``: something else did)."""
+    rows = _current_rows(app, received)
     if as_json:
         emit_json(rows)
     else:
         for row in rows:
-            line = f"#{row['id']} {row['name']}: {row['status']}"
-            if row["reason"]:
-                line += f" ({row['reason']})"
-            if row["status"] == "loaded":
-                line += f", {row['records']} records" + (
-                    f", {row['records_skipped']} skipped as already loaded" if row["records_skipped"] else "")
-            if row["error"] and row["status"] in ("failed", "held", "ignored"):
-                line += f": {row['error']}"
-            click.echo(line)
-    if any(row["status"] == "failed" for row in rows):
+            click.echo(_file_line(row))
+    if failed or any(row["status"] == "failed" for row in rows):
         sys.exit(1)
+
+
+def _current_rows(app: App, received) -> list[dict[str, Any]]:
+    """The received files as they stand now (loaded, held, failed ... after any loading), in their public shape."""
+    with app.catalog.read() as conn:
+        return [file_json(catalog_files.get_file(conn, r.id)) for r in received]
+
+
+def _file_line(row: dict[str, Any]) -> str:
+    """One file's id, name and status, with its reason, records loaded or error."""
+    line = f"#{row['id']} {row['name']}: {row['status']}"
+    if row["reason"]:
+        line += f" ({row['reason']})"
+    if row["status"] == "loaded":
+        line += f", {row['records']} records" + (
+            f", {row['records_skipped']} skipped as already loaded" if row["records_skipped"] else "")
+    if row["error"] and row["status"] in ("failed", "held", "ignored"):
+        line += f": {row['error']}"
+    return line
 
 
 @cli.command()
@@ -318,7 +338,12 @@ Example:
 @pass_ctx
 @handled
 def retry(c: Context, file_id: int, no_load: bool, as_json: bool):
-    """Process a failed or ignored file again (after fixing the file's problem or the configuration).
+    """Process a failed or ignored file again after fixing the configuration (a file rule, a carrier,
+    the intake limits): an ignored or unreadable file is classified again with what its source said it
+    is (carrier, type, cadence, period, format), a load failure queued again; then it is loaded.
+
+    A malformed file is not fixed by a retry: drop or upload the corrected file again (same carrier and
+    name). When it loads, the failed file becomes superseded, linked to it, and leaves the backlog.
 
     \b
     Example:
@@ -388,11 +413,8 @@ def watch(c: Context, sources: Iterable[str], no_load: bool, once: bool):
         app.config.source(name)
     if once:
         for result in watch_once(app, sources=names, load=not no_load):
-            with app.catalog.read() as conn:
-                for r in result.received:
-                    now = catalog_files.get_file(conn, r.id)
-                    reason = f" ({now['reason']})" if now["reason"] else ""
-                    click.echo(f"{result.source}: #{r.id} {r.name}: {now['status']}{reason}")
+            for row in _current_rows(app, result.received):
+                click.echo(f"{result.source}: {_file_line(row)}")
             for error in result.errors:
                 click.echo(f"{result.source}: error: {error}", err=True)
         return
@@ -415,7 +437,9 @@ def watch(c: Context, sources: Iterable[str], no_load: bool, once: bool):
 @pass_ctx
 @handled
 def collect(c: Context, sources: Iterable[str], no_load: bool, as_json: bool):
-    """Run one collection pass now, in the foreground, then load what came in.
+    """Run one collection pass now, in the foreground, then load what is queued and print each file's
+    final status. Exits 1 if a source failed or a file failed to load; entries a pass could not take (a
+    refused name, a file that cannot be opened) are reported but do not fail it.
 
     \b
     Example:
@@ -425,24 +449,28 @@ def collect(c: Context, sources: Iterable[str], no_load: bool, as_json: bool):
 
     app = c.app
     names = list(sources) or remote_sources(app)
-    rows = []
     for name in names:
-        app.config.source(name)
+        app.config.source(name)  # an unknown name is refused before any pass runs
+    passes = []
+    for name in names:
         if sys.stdout.isatty() and not as_json:
             click.echo(f"{name}: collecting ...")
-        result, next_run = run_pass(app, name)
-        rows.append({"source": name, "received": [r.__dict__ for r in result.received], "errors": result.errors,
-                     "next_run": next_run})
-        if not as_json:
-            for r in result.received:
-                click.echo(f"{name}: #{r.id} {r.name}: {r.status}" + (f" ({r.reason})" if r.reason else ""))
-            for error in result.errors:
-                click.echo(f"{name}: error: {error}", err=True)
+        passes.append(run_pass(app, name))
     if not no_load:
         load_queued(app)
+    rows = [{"source": result.source, "received": _current_rows(app, result.received), "errors": result.errors,
+             "entry_errors": result.entry_errors, "next_run": next_run} for result, next_run in passes]
     if as_json:
         emit_json(rows)
-    if any(row["errors"] for row in rows):
+    else:
+        for row in rows:
+            for file_row in row["received"]:
+                click.echo(f"{row['source']}: {_file_line(file_row)}")
+            for error in row["errors"]:
+                click.echo(f"{row['source']}: error: {error}", err=True)
+            for error in row["entry_errors"]:
+                click.echo(f"{row['source']}: not taken: {error}", err=True)
+    if any(row["errors"] or any(f["status"] == "failed" for f in row["received"]) for row in rows):
         sys.exit(1)
 
 
@@ -451,8 +479,9 @@ def collect(c: Context, sources: Iterable[str], no_load: bool, as_json: bool):
 @pass_ctx
 @handled
 def status(c: Context, as_json: bool):
-    """Show each source's last attempt, last success, last error, next run and files collected, and the
-    load backlog with the held and failed counts.
+    """Show each source's last attempt, last success, last error, next run and files collected, the entries
+    its last pass could not take (a refused name, an unreadable file), and the load backlog with the held and
+    failed counts.
 
     \b
     Example:
@@ -462,24 +491,18 @@ def status(c: Context, as_json: bool):
 
     app = c.app
     with app.catalog.read() as conn:
-        states = source_states.all_states(conn)
+        sources_out = source_states.overview(conn, app.config.sources)
         counts = catalog_files.status_counts(conn)
-    sources_out = []
-    for spec in app.config.sources:
-        state = states.get(spec.name, {})
-        sources_out.append({
-            "source": spec.name, "kind": spec.kind,
-            "last_attempt": state.get("last_attempt_at"), "last_success": state.get("last_success_at"),
-            "last_error": state.get("last_error"), "failures_in_a_row": state.get("consecutive_failures", 0),
-            "next_run": state.get("next_run_at"), "files_collected": state.get("files_collected", 0),
-        })
     files_out = {"queued": counts.get("queued", 0), "held": counts.get("held", 0), "failed": counts.get("failed", 0),
                  "loaded": counts.get("loaded", 0)}
     if as_json:
         emit_json({"sources": sources_out, "files": files_out})
         return
-    emit_table(sources_out, ("source", "kind", "last_attempt", "last_success", "next_run", "files_collected",
-                             "failures_in_a_row", "last_error"))
+    emit_table(sources_out, ("source", "kind", "state", "last_attempt", "last_success", "next_run",
+                             "files_collected", "failures_in_a_row", "last_error"))
+    for source in sources_out:
+        for error in source["entry_errors"]:
+            click.echo(f"{source['source']}: not taken: {error}")
     click.echo(f"\nload backlog: {files_out['queued']} queued; {files_out['held']} held; {files_out['failed']} failed")
 
 

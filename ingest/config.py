@@ -86,6 +86,9 @@ class CarrierSpec:
     parser: str
     same_name_rule: bool = False
     default_format: str | None = None
+    # The type of a file routed to this carrier (a mail route, a source naming only the carrier) when none
+    # of its file rules matches the file's name.
+    default_type: str = "cdr"
     rules: tuple[FileRule, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -122,12 +125,26 @@ class SourceSpec:
 @dataclass(frozen=True)
 class IntakeLimits:
     """Decompression-bomb guard: a member may expand to at most ``max_expanded_bytes`` and, once past
-    ``ratio_floor_bytes``, to at most ``max_ratio`` times its compressed size."""
+    ``ratio_floor_bytes``, to at most ``max_ratio`` times its compressed size; an archive as a whole (all its
+    members together) to at most ``max_archive_expanded_bytes`` and, past the same floor, ``max_ratio`` times
+    its own size."""
 
     max_expanded_bytes: int = 20 * 1024**3
+    max_archive_expanded_bytes: int = 20 * 1024**3
     max_ratio: int = 200
     ratio_floor_bytes: int = 64 * 1024**2
     max_zip_members: int = 1000
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """``[daemon]``: how ``cdr daemon`` runs. On SIGTERM it stops taking new work, then loads what is queued,
+    starting no file after ``drain_seconds`` (0: none), before it exits; what is left stays queued for the next
+    start. A file the daemon takes wakes its loader at once; files queued by another process (``cdr upload
+    --no-load``) are found within ``loader_poll_seconds``."""
+
+    drain_seconds: int = 60
+    loader_poll_seconds: int = 5
 
 
 @dataclass(frozen=True)
@@ -205,6 +222,7 @@ class Config:
     sources: tuple[SourceSpec, ...]
     limits: IntakeLimits
     smtp: SmtpSettings | None = None
+    daemon: DaemonSettings = DaemonSettings()
 
     def carrier(self, name: str) -> CarrierSpec:
         from .errors import NotFound
@@ -287,7 +305,7 @@ def _merge_includes(raw: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Config:
-    _only(raw, "", {"database", "staging", "intake", "carriers", "sources", "smtp"})
+    _only(raw, "", {"database", "staging", "intake", "carriers", "sources", "smtp", "daemon"})
     database = _table(raw, "database")
     _only(database, "database", {"url"})
     staging = _table(raw, "staging")
@@ -296,10 +314,13 @@ def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Confi
     staging_dir = Path(env.get("CDR_STAGING_DIR") or _str(staging, "staging.dir", DEFAULT_STAGING_DIR))
 
     intake = _table(raw, "intake")
-    _only(intake, "intake", {"max_expanded_bytes", "max_ratio", "ratio_floor_bytes", "max_zip_members"})
+    _only(intake, "intake", {"max_expanded_bytes", "max_archive_expanded_bytes", "max_ratio", "ratio_floor_bytes",
+                             "max_zip_members"})
     defaults = IntakeLimits()
     limits = IntakeLimits(
         max_expanded_bytes=_int(intake, "intake.max_expanded_bytes", defaults.max_expanded_bytes, minimum=1),
+        max_archive_expanded_bytes=_int(intake, "intake.max_archive_expanded_bytes",
+                                        defaults.max_archive_expanded_bytes, minimum=1),
         max_ratio=_int(intake, "intake.max_ratio", defaults.max_ratio, minimum=1),
         ratio_floor_bytes=_int(intake, "intake.ratio_floor_bytes", defaults.ratio_floor_bytes, minimum=0),
         max_zip_members=_int(intake, "intake.max_zip_members", defaults.max_zip_members, minimum=1),
@@ -335,9 +356,18 @@ def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Confi
         sources=tuple(sources),
         limits=limits,
         smtp=SmtpSettings.of(_table(raw, "smtp")) if "smtp" in raw else None,
+        daemon=_daemon_settings(_table(raw, "daemon")),
     )
     _check_plugins(config)
     return config
+
+
+def _daemon_settings(table: dict[str, Any]) -> DaemonSettings:
+    _only(table, "daemon", {"drain_seconds", "loader_poll_seconds"})
+    return DaemonSettings(
+        drain_seconds=_int(table, "daemon.drain_seconds", DaemonSettings.drain_seconds, minimum=0),
+        loader_poll_seconds=_int(table, "daemon.loader_poll_seconds", DaemonSettings.loader_poll_seconds, minimum=1),
+    )
 
 
 def _check_plugins(config: Config) -> None:
@@ -362,7 +392,7 @@ def _carrier(name: str, table: Any) -> CarrierSpec:
     key = f"carriers.{name}"
     if not isinstance(table, dict):
         raise ConfigError(key, "must be a table")
-    _only(table, key, {"parser", "same_name_rule", "format", "files", "options"})
+    _only(table, key, {"parser", "same_name_rule", "format", "default_type", "files", "options"})
     parser = _str(table, f"{key}.parser", None)
     same_name = table.get("same_name_rule", False)
     if not isinstance(same_name, bool):
@@ -370,6 +400,9 @@ def _carrier(name: str, table: Any) -> CarrierSpec:
     default_format = table.get("format")
     if default_format is not None and default_format not in FORMATS:
         raise ConfigError(f"{key}.format", f"must be one of {', '.join(FORMATS)}")
+    default_type = table.get("default_type", "cdr")
+    if default_type not in FILE_TYPES:
+        raise ConfigError(f"{key}.default_type", f"must be one of {', '.join(FILE_TYPES)}")
     files = table.get("files", [])
     if not isinstance(files, list):
         raise ConfigError(f"{key}.files", "must be an array of tables ([[carriers.NAME.files]])")
@@ -378,7 +411,8 @@ def _carrier(name: str, table: Any) -> CarrierSpec:
     if not isinstance(options, dict):
         raise ConfigError(f"{key}.options", "must be a table")
     return CarrierSpec(
-        name=name, parser=parser, same_name_rule=same_name, default_format=default_format, rules=rules,
+        name=name, parser=parser, same_name_rule=same_name, default_format=default_format,
+        default_type=default_type, rules=rules,
         options=options,
     )
 

@@ -6,10 +6,12 @@
 - A failed pass is recorded (``cdr status``) and retried with backoff: a transient error (unreachable,
   timeout, dropped) after 30 s, doubling, never later than the regular schedule; a permanent one (login or
   host key refused) not before the regular schedule and doubling up to 6 hours, so it is not hammered.
+  Neither comes sooner than the source's floor (a billing feed's 10 minutes between queries).
 - Drop folders and Maildirs are watched (``ingest.watch``); with an ``[smtp]`` section the mail listener runs too;
-  queued files are loaded as they arrive.
-- ``stop`` (SIGTERM/SIGINT in ``cdr daemon``) ends every loop between steps. Intake and load are each one
-  transaction, so a stop never leaves a half-staged file or a partial load.
+  a file taken by any of them wakes the loader at once.
+- ``stop`` (SIGTERM/SIGINT in ``cdr daemon``) ends every loop between steps, then what is queued is loaded
+  for at most ``[daemon] drain_seconds`` (:func:`run_daemon`). Intake and load are each one transaction, so a
+  stop never leaves a half-staged file or a partial load.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .app import App
+from .catalog import files as catalog_files
 from .catalog import sources as source_states
-from .collectors import PassResult, collector_for, is_watched
+from .collectors import COLLECTORS, PassResult, collector_for, is_watched
 from .errors import CdrError
 from .schedule import RETRY_FIRST, Schedule, retry_at  # noqa: F401 - part of this module's API
 
@@ -30,11 +34,16 @@ log = logging.getLogger(__name__)
 
 
 
-def run_pass(app: App, source: str, *, schedule: Schedule | None = None) -> tuple[PassResult, datetime | None]:
-    """One pass of one source, recorded in the catalog; returns the result and when to run next."""
+def run_pass(app: App, source: str, *, schedule: Schedule | None = None,
+             stop: threading.Event | None = None) -> tuple[PassResult, datetime | None]:
+    """One pass of one source, recorded in the catalog; returns the result and when to run next. Only the
+    result's ``errors`` fail the pass (backoff); its ``entry_errors`` are recorded for ``cdr status``. Once
+    ``stop`` is set, a collector that can end a pass early takes no further entry (the rest wait for the next)."""
     spec = app.config.source(source)
     schedule = schedule or Schedule.of(spec.options, f"sources.{source}")
     collector = collector_for(app, spec)
+    if stop is not None:
+        collector.stopping = stop
     try:
         result = collector.collect()
     except CdrError as exc:  # a collector's own contract says it reports instead; this is the safety net
@@ -48,12 +57,16 @@ def run_pass(app: App, source: str, *, schedule: Schedule | None = None) -> tupl
     if error is None:
         next_run = schedule.next_after(moment)
     else:
-        next_run = retry_at(schedule, moment, before["consecutive_failures"] + 1, not result.failed_permanently)
+        next_run = retry_at(schedule, moment, before["consecutive_failures"] + 1, not result.failed_permanently,
+                            floor=collector.min_gap_seconds)
     with app.catalog.write() as conn:
-        source_states.record_pass(conn, source, error=error, collected=len(result.received), next_run=next_run)
+        source_states.record_pass(conn, source, error=error, collected=len(result.received), next_run=next_run,
+                                  entry_errors=result.entry_errors)
     for received in result.received:
         log.info("collected", extra={"event": "collected", "source": source, "file_id": received.id,
                                      "file": received.name, "status": received.status})
+    for entry_error in result.entry_errors:
+        log.warning("entry not taken", extra={"event": "entry_not_taken", "source": source, "error": entry_error})
     if error:
         log.warning("source failed", extra={"event": "source_failed", "source": source, "error": error})
     return result, next_run
@@ -65,12 +78,22 @@ def remote_sources(app: App) -> list[str]:
 
 def run_daemon(app: App, *, stop: threading.Event, load: bool = True,
                on_pass: Callable[[PassResult], None] | None = None) -> None:
-    """Run every source, the drop-folder watcher and the loader until ``stop`` is set."""
-    from .load import load_queued
+    """Run every source, the drop-folder watcher, the SMTP listener and the loader until ``stop`` is set; then
+    stop cleanly and return.
+
+    Loading: every source that takes a file (a remote source's pass, the watcher, the SMTP listener) wakes the
+    loader at once; otherwise it looks for queued files every ``[daemon] loader_poll_seconds`` (files queued
+    by another process: ``cdr upload --no-load``).
+
+    Stopping: the sources finish the entry at hand and take no more, the listener stops accepting, the
+    watcher stops; the loader finishes the file at hand. Then (``load``) what is queued is loaded, oldest
+    first, with no file started after ``[daemon] drain_seconds``; what is left stays queued for the next start.
+    """
     from .watch import watch
 
+    settings = app.config.daemon
     wake_loader = threading.Event()
-    threads = []
+    producers: list[threading.Thread] = []
 
     def source_loop(name: str) -> None:
         spec = app.config.source(name)
@@ -85,39 +108,41 @@ def run_daemon(app: App, *, stop: threading.Event, load: bool = True,
                 stop.wait(min(wait, 1.0))
                 continue
             try:
-                result, due = run_pass(app, name, schedule=schedule)
+                result, due = run_pass(app, name, schedule=schedule, stop=stop)
                 if result.received:
                     wake_loader.set()
                 if on_pass:
                     on_pass(result)
             except Exception:  # the daemon keeps running whatever one source does
                 log.exception("source %s: pass crashed", name)
-                due = datetime.now(timezone.utc) + timedelta(seconds=RETRY_FIRST)
+                due = retry_at(schedule, datetime.now(timezone.utc), 1, True,
+                               floor=COLLECTORS[spec.kind].min_gap_seconds)
 
     def loader_loop() -> None:
         while not stop.is_set():
-            try:
-                load_queued(app, actor="daemon")
-            except Exception:
-                log.exception("loader: pass failed; retrying")
-            wake_loader.wait(5.0)
-            wake_loader.clear()
+            wake_loader.clear()  # a file taken from here on wakes the wait below
+            done = load_while(app, lambda: not stop.is_set())
+            if done:
+                log.info("load round done", extra={"event": "load_round", "files_done": done})
+            wake_loader.wait(settings.loader_poll_seconds)
+
+    def wake_on_files(results: list[PassResult]) -> None:
+        if any(result.received for result in results):
+            wake_loader.set()
 
     for name in remote_sources(app):
-        threads.append(threading.Thread(target=source_loop, args=(name,), name=f"cdr-source-{name}", daemon=True))
-    if load:
-        threads.append(threading.Thread(target=loader_loop, name="cdr-loader", daemon=True))
+        producers.append(threading.Thread(target=source_loop, args=(name,), name=f"cdr-source-{name}", daemon=True))
     if any(is_watched(spec) for spec in app.config.sources):
-        threads.append(threading.Thread(
-            target=lambda: watch(app, stop=stop, load=False, actor="daemon",
-                                 on_pass=lambda results: wake_loader.set() if any(r.received for r in results) else None),
+        producers.append(threading.Thread(
+            target=lambda: watch(app, stop=stop, load=False, actor="daemon", on_pass=wake_on_files),
             name="cdr-watch", daemon=True))
+    loader = threading.Thread(target=loader_loop, name="cdr-loader", daemon=True) if load else None
     listener = None
     if app.config.smtp is not None:
         from .smtp import SmtpListener
 
-        listener = SmtpListener(app, app.config.smtp).start()
-    for thread in threads:
+        listener = SmtpListener(app, app.config.smtp, on_taken=lambda received: wake_loader.set()).start()
+    for thread in producers + ([loader] if loader else []):
         thread.start()
     try:
         stop.wait()
@@ -125,5 +150,36 @@ def run_daemon(app: App, *, stop: threading.Event, load: bool = True,
         if listener is not None:
             listener.stop()
         wake_loader.set()
-        for thread in threads:
+        for thread in producers + ([loader] if loader else []):
             thread.join(timeout=60)
+        if load:
+            drain(app, settings.drain_seconds)
+
+
+def load_while(app: App, keep_going: Callable[[], bool]) -> int:
+    """Load queued files one at a time, oldest first, while ``keep_going()`` holds before each; stop early at
+    a file a transient error left queued (it is tried on the next round). Returns how many left the queue."""
+    from .load import load_queued
+
+    done = 0
+    while keep_going():
+        try:
+            results = load_queued(app, actor="daemon", limit=1)
+        except Exception:  # a busy database, a fault of ours: the next round tries again
+            log.exception("loader: pass failed; retrying")
+            return done
+        if not results or results[0].status == "queued":
+            return done
+        done += 1
+    return done
+
+
+def drain(app: App, seconds: float) -> int:
+    """After a stop: load what is queued, starting no file once ``seconds`` have passed; returns how many
+    were loaded (or failed). Logs how many are left queued for the next start."""
+    deadline = time.monotonic() + seconds
+    done = load_while(app, lambda: time.monotonic() < deadline)
+    with app.catalog.read() as conn:
+        left = catalog_files.status_counts(conn).get("queued", 0)
+    log.info("drained", extra={"event": "daemon_drained", "files_done": done, "files_left_queued": left})
+    return done

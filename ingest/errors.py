@@ -64,6 +64,18 @@ class ParseError(PermanentError):
         super().__init__(f"{where}: {reason}{shown}")
 
 
+class NotText(PermanentError):
+    """A file's content is not text a parser reads (a PDF, an image, a spreadsheet): it is set aside as
+    ``ignored``, not failed as a malformed file. ``what`` says what it looks like."""
+
+    REASON = "not a delimited or JSON text file"
+
+    def __init__(self, file: str, what: str):
+        self.file = file
+        self.what = what
+        super().__init__(f"{file}: {self.REASON} ({what})")
+
+
 class DatabaseBusy(TransientError):
     """The catalog database was locked or unreachable; try again."""
 

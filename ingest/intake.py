@@ -2,10 +2,12 @@
 
 :func:`receive` stages the exact bytes (content-addressed, fsynced, renamed into place), fingerprints the
 content in the same pass (xxh3-128; gzip and zip are fingerprinted decompressed, one catalog file per zip
-member), classifies each file by the caller's word or the carrier's rules, checks for potential duplicates,
-and records it all in the catalog in one transaction:
+member), classifies each file by the caller's word or the carrier's rules (see :func:`classify`), checks for
+potential duplicates, and records it all in the catalog in one transaction, with what the source said the
+file is (``given_*``: ``cdr retry`` classifies it again from these, see :func:`origin_again`):
 
-- no carrier rule recognises it -> ``ignored``, with the reason (never dropped silently, never held);
+- no carrier is named and no carrier rule recognises it -> ``ignored``, with the reason (never dropped
+  silently, never held);
 - the same content was received before and not discarded -> ``held``, ``duplicate-content``, linked to
   every earlier copy;
 - the carrier has ``same_name_rule`` and an earlier file of it had the same name -> ``held``,
@@ -60,6 +62,7 @@ class Origin:
 
     @property
     def given(self) -> Classification:
+        """What the source says the file is (stored with the file as ``given_*``)."""
         return Classification(self.carrier, self.file_type, self.cadence, self.billing_period, self.file_format)
 
 
@@ -140,8 +143,8 @@ def _decide(app: App, conn: Connection, blob: StagedBlob, member: Member, origin
     if origin.ignore is not None:
         values.update(status="ignored", reason="not-a-carrier-file", error=origin.ignore)
         return values, [], origin.ignore
-    if found.carrier is None or found.file_type is None:
-        why = _unrecognised_why(member_name, origin)
+    if found.carrier is None:
+        why = f"no carrier's file rule matches {member_name!r} (or more than one carrier's does)"
         values.update(status="ignored", reason="unrecognised", error=why)
         return values, [], why
 
@@ -190,27 +193,52 @@ def reconsider(app: App, file_id: int, *, actor: str) -> list[Received]:
 
 
 def origin_again(app: App, row: dict) -> Origin:
-    """The file's origin as first offered: an upload's carrier and type as the admin gave them, a
-    configured source's carrier/type/cadence/format from its configuration."""
-    given: dict = {}
-    if row["source"] == UPLOAD:
-        given = {"carrier": row["carrier"], "file_type": row["type"], "cadence": row["cadence"]}
-    else:
+    """The file's origin as first offered, to classify it again: what its source said it is, as stored
+    with it (``given_*``: a dir mapping, a mail route, a drop folder's settings, an upload's flags), and
+    that it is not a carrier file if its source knew that (an email's signature image stays ignored).
+
+    A file that stored nothing given (received before ``given_*`` was kept) falls back to its own
+    classification, which for an ignored or unreadable file is what its source gave, over its source's
+    configured carrier/type/cadence/format."""
+    given = Classification(row["given_carrier"], row["given_type"], row["given_cadence"], row["given_period"],
+                           row["given_format"])
+    if given == Classification():
         spec = next((s for s in app.config.sources if s.name == row["source"]), None)
-        if spec is not None:
-            given = {"carrier": spec.options.get("carrier"), "file_type": spec.options.get("type"),
-                     "cadence": spec.options.get("cadence"), "file_format": spec.options.get("format")}
+        options = spec.options if spec is not None else {}
+        configured = Classification(carrier=options.get("carrier"), file_type=options.get("type"),
+                                    cadence=options.get("cadence"), file_format=options.get("format"))
+        kept = Classification(row["carrier"], row["type"], row["cadence"], row["billing_period"])
+        given = kept.merged_over(configured)
     return Origin(source=row["source"], name=row["container"] or row["name"], location=row["origin"],
-                  delivery=row["delivery"], **given)
+                  delivery=row["delivery"], carrier=given.carrier, file_type=given.file_type,
+                  cadence=given.cadence, billing_period=given.billing_period, file_format=given.file_format,
+                  ignore=row["error"] if row["reason"] == "not-a-carrier-file" else None)
 
 
 def classify(app: App, name: str, container: str | None, origin: Origin) -> Classification:
-    """The caller's word first, then the carrier's file rules (the member's name, then its archive's)."""
+    """What a file is, from what its source says (``origin.given``) and the carrier's file rules (tried on
+    the member's name, then its archive's).
+
+    - A source that says the type (an upload, a dir mapping or drop folder with a type) is taken at its
+      word; the rules fill in only what it leaves out.
+    - A source that names the carrier but not the type routes the file to that carrier (``cdrs+hero@``,
+      ``cdrs+hero-daily@``, a source's ``carrier``): the carrier's rules decide type, cadence and period if
+      one matches; otherwise the source's cadence applies and the type is the carrier's ``default_type``.
+    - Naming no carrier, the rules of every carrier are tried (none or two matching: no carrier).
+
+    The format, if neither says it, comes from the name's extension, else the carrier's default format."""
+    given = origin.given
     found = None
     for candidate in (name, container):
         if candidate and found is None:
-            found = app.config.classify(candidate, origin.carrier)
-    merged = origin.given.merged_over(found or Classification())
+            found = app.config.classify(candidate, given.carrier)
+    found = found or Classification()
+    if given.file_type or found.file_type is None:
+        merged = given.merged_over(found)
+    else:  # routed to the carrier and one of its rules matches: the rule decides type, cadence and period
+        merged = replace(found.merged_over(given), file_format=given.file_format or found.file_format)
+    if merged.carrier and merged.file_type is None:
+        merged = replace(merged, file_type=app.config.carrier(merged.carrier).default_type)
     if merged.file_format is None:
         merged = replace(merged, file_format=format_from_name(name))
     if merged.carrier and merged.file_format is None:
@@ -225,15 +253,10 @@ def format_from_name(name: str) -> str | None:
     return EXTENSION_FORMATS.get(path.suffix)
 
 
-def _unrecognised_why(name: str, origin: Origin) -> str:
-    if origin.carrier:
-        return f"no file rule of carrier {origin.carrier!r} matches {name!r}, and no file type was given"
-    return f"no carrier's file rule matches {name!r} (or more than one carrier's does)"
-
-
 def _row(blob: StagedBlob, member: Member | None, origin: Origin, name: str, container: str | None,
          found: Classification | None) -> dict:
-    found = found or origin.given
+    given = origin.given
+    found = found or given
     return {
         "name": name,
         "container": container,
@@ -251,4 +274,9 @@ def _row(blob: StagedBlob, member: Member | None, origin: Origin, name: str, con
         "blob": blob.key,
         "blob_size": blob.size,
         "compression": blob.compression,
+        "given_carrier": given.carrier,
+        "given_type": given.file_type,
+        "given_cadence": given.cadence,
+        "given_period": given.billing_period,
+        "given_format": given.file_format,
     }

@@ -25,9 +25,9 @@ import logging
 import queue
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NoReturn
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,35 +35,44 @@ import pyarrow.csv as pacsv
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from carriers import CANONICAL, CANONICAL_NAMES, CANONICAL_SCHEMA, Source, parser_for
+from carriers import CANONICAL, CANONICAL_NAMES, CANONICAL_SCHEMA, Parser, Source, parser_for
 
 from . import faults
 from .app import App
 from .catalog import files as catalog_files
-from .catalog.db import SQLITE_BUSY_SECONDS
-from .errors import CdrError, DatabaseBusy, InvalidState, ParseError
+from .catalog.db import SQLITE_BUSY_SECONDS, first_line
+from .errors import CdrError, DatabaseBusy, InvalidState, NotText, ParseError, TransientError
 
 log = logging.getLogger(__name__)
 
 SCRATCH = "cdr_scratch"
 BATCH_ROWS = 65536
+UTC_COLUMNS = tuple(name for name, kind in CANONICAL if kind == "utc")
 
 
 @dataclass(frozen=True)
 class LoadResult:
     file_id: int
-    status: str  # loaded | failed | held | skipped (no longer queued)
+    status: str  # loaded | failed | held | ignored (not text) | skipped (no longer queued) | queued (transient error)
     loaded: int = 0
     skipped: int = 0
     message: str | None = None
 
 
 def load_queued(app: App, *, actor: str | None = None, limit: int | None = None) -> list[LoadResult]:
-    """Load every queued file, oldest first. One file's failure does not stop the others."""
+    """Load every queued file, oldest first. No file stops the others: one that fails is ``failed``, and one
+    that a transient error stopped stays ``queued`` (its result says why) for the next pass."""
     app.staging.sweep()
     with app.catalog.read() as conn:
         ids = catalog_files.queued_ids(conn, limit)
-    return [load_file(app, file_id, actor=actor) for file_id in ids]
+    results = []
+    for file_id in ids:
+        try:
+            results.append(load_file(app, file_id, actor=actor))
+        except TransientError as exc:
+            log.warning("load postponed: %s", exc)
+            results.append(LoadResult(file_id, "queued", message=str(exc)))
+    return results
 
 
 def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
@@ -74,20 +83,24 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa
     stop = threading.Event()
     done = object()
 
+    def offer(item) -> bool:
+        """Hand ``item`` to the consumer; False once it has stopped listening (never blocks past that)."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        items.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(batch):
                     return
-            items.put(done)
+            offer(done)
         except BaseException as exc:  # handed to the consumer
-            items.put(exc)
+            offer(exc)
 
     worker = threading.Thread(target=produce, name="cdr-parse", daemon=True)
     worker.start()
@@ -101,38 +114,85 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa
             yield item
     finally:
         stop.set()
-        worker.join(timeout=30)
+        # An abandoned generator may be finalised by the garbage collector on any thread, the worker's included.
+        if threading.current_thread() is not worker:
+            worker.join(timeout=30)
 
 
 def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult:
+    """Load one queued file. Whatever goes wrong with the file is its result: ``failed`` with the error (a bad
+    record, unreadable bytes, or anything unexpected), or ``skipped`` if it is no longer queued. Only a
+    transient error (the database busy or unreachable) is raised, as a ``TransientError`` naming the file,
+    which stays queued."""
     actor = actor or app.actor
     with app.catalog.read() as conn:
         row = catalog_files.get_file(conn, file_id)
     if row["status"] != "queued":
         return LoadResult(file_id, "skipped", message=f"file {file_id} is {row['status']}, not queued")
-    carrier = app.config.carrier(row["carrier"])
-    parser = parser_for(carrier)
-    source = Source(
-        name=f"file #{file_id} ({row['name']})",
-        file_format=row["format"],
-        open=lambda: app.staging.open_member(row["blob"], row["compression"], row["member"]),
-    )
+    where = _label(row)
     try:
-        parse = lambda: prefetched(parser.batches(source))  # noqa: E731 - parsed again only on the slow path
-        if app.catalog.is_sqlite:
-            return _load_sqlite(app, row, parse, actor)
-        return _load_postgres(app, row, parse, actor)
+        with app.catalog.mapped_errors():
+            parser = parser_for(app.config.carrier(row["carrier"]))
+            source = _in_its_format(app, row, parser, actor)
+            parse = lambda: prefetched(parser.batches(source))  # noqa: E731 - parsed again only on the slow path
+            if app.catalog.is_sqlite:
+                return _load_sqlite(app, row, parse, actor)
+            return _load_postgres(app, row, parse, actor)
     except ParseError as exc:
         return _fail(app, file_id, "parse-error", str(exc), actor)
+    except NotText as exc:
+        return _ignore_not_text(app, file_id, str(exc), actor)
     except InvalidState as exc:
         return LoadResult(file_id, "skipped", message=str(exc))
     except CdrError as exc:
         if exc.transient:
-            raise
-        return _fail(app, file_id, "load-error", f"file #{file_id} ({row['name']}): {exc}", actor)
+            raise TransientError(f"{where} stays queued: {exc}") from exc
+        return _fail(app, file_id, "load-error", f"{where}: {exc}", actor)
     except OSError as exc:  # the staged bytes cannot be read (removed or damaged by hand)
-        message = f"file #{file_id} ({row['name']}): cannot read its staged bytes: {exc.strerror or exc}"
-        return _fail(app, file_id, "load-error", message, actor)
+        return _fail(app, file_id, "load-error", f"{where}: cannot read its staged bytes: {exc.strerror or exc}", actor)
+    except Exception as exc:  # a defect of ours or an error nobody foresaw: it fails this file, not the loader
+        log.debug("unexpected error loading %s", where, exc_info=True)
+        message = f"{where}: unexpected error: {type(exc).__name__}: {first_line(exc)}"
+        # Stored as the file's error: written so that any database can store it.
+        storable = message.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+        return _fail(app, file_id, "load-error", storable, actor)
+
+
+def _label(row: dict) -> str:
+    """How messages name a file: ``file #12 (hero_cdr_20261001.csv)``."""
+    return f"file #{row['id']} ({row['name']})"
+
+
+def _source(app: App, row: dict) -> Source:
+    """The file's staged content for its parser, in the format the catalog has for it."""
+    return Source(
+        name=_label(row),
+        file_format=row["format"],
+        open=lambda: app.staging.open_member(row["blob"], row["compression"], row["member"]),
+    )
+
+
+def _in_its_format(app: App, row: dict, parser: Parser, actor: str) -> Source:
+    """The file's content in the format it is actually in (a pipe-separated ``.txt`` is read as pipe), which
+    is recorded on the file when it differs. NotText if the content is not text at all."""
+    source = _source(app, row)
+    file_format = parser.file_format(source)
+    if file_format != row["format"]:
+        with app.catalog.write() as conn:
+            catalog_files.record_format(conn, row["id"], file_format, actor=actor)
+    return replace(source, file_format=file_format)
+
+
+def _ignore_not_text(app: App, file_id: int, message: str, actor: str) -> LoadResult:
+    """``queued -> ignored``: a PDF, an image or a spreadsheet in a carrier's folder is no malformed file."""
+    try:
+        with app.catalog.write() as conn:
+            catalog_files.transition(conn, file_id, "ignored", allowed_from=("queued",), actor=actor,
+                                     action="ignored", why=message, reason="not-text", error=message)
+    except InvalidState as exc:  # taken meanwhile (discarded by an admin, set aside by another loader)
+        return LoadResult(file_id, "skipped", message=str(exc))
+    log.info("not loaded: %s", message)
+    return LoadResult(file_id, "ignored", message=message)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -170,51 +230,54 @@ def _load_sqlite_direct(app: App, row: dict, batches: Iterator[pa.RecordBatch], 
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
     stream, failure, counted = _counting(batches, constants=(row["id"], row["carrier"]))
-    with app.catalog.exclusive(), adbc_sqlite.connect(app.catalog.sqlite_path, autocommit=True) as conn:
-        with conn.cursor() as cur:
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.execute("SELECT status FROM files WHERE id = ?", (row["id"],))
-                status = cur.fetchone()[0]
-                if status != "queued":
-                    raise InvalidState(f"file {row['id']} is {status}, not queued")
-                cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
-                before = cur.fetchone()[0]
+    try:
+        with app.catalog.exclusive(), adbc_sqlite.connect(app.catalog.sqlite_path, autocommit=True) as conn:
+            with conn.cursor() as cur:
+                cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("BEGIN IMMEDIATE")
                 try:
-                    cur.adbc_ingest("records", stream, mode="append")
-                except adbc_driver_manager.Error as exc:
-                    if failure:
-                        raise failure[0] from None
-                    if "UNIQUE constraint failed" in str(exc):
+                    cur.execute("SELECT status FROM files WHERE id = ?", (row["id"],))
+                    status = cur.fetchone()[0]
+                    if status != "queued":
+                        raise InvalidState(f"file {row['id']} is {status}, not queued")
+                    cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
+                    before = cur.fetchone()[0]
+                    try:
+                        cur.adbc_ingest("records", stream, mode="append")
+                    except adbc_driver_manager.Error as exc:
+                        if failure:
+                            raise failure[0] from None
+                        if "UNIQUE constraint failed" in str(exc):
+                            cur.execute("ROLLBACK")
+                            return None
+                        raise
+                    faults.point("load.bulk-written")
+                    faults.point("load.inserted")
+                    total = counted()
+                    cur.execute("SELECT MAX(id) FROM records")
+                    last = cur.fetchone()[0]
+                    span = (before + 1, last) if total else (None, None)
+                    catalog_files.mark_loaded_dbapi(cur, row["id"], inserted=total, skipped=0, actor=actor, span=span)
+                    faults.point("load.before-commit")
+                    cur.execute("COMMIT")
+                    return LoadResult(row["id"], "loaded", total, 0)
+                except BaseException:
+                    try:
                         cur.execute("ROLLBACK")
-                        return None
-                    raise _mapped_adbc(exc) from exc
-                faults.point("load.bulk-written")
-                faults.point("load.inserted")
-                total = counted()
-                cur.execute("SELECT MAX(id) FROM records")
-                last = cur.fetchone()[0]
-                span = (before + 1, last) if total else (None, None)
-                catalog_files.mark_loaded_dbapi(cur, row["id"], inserted=total, skipped=0, actor=actor, span=span)
-                faults.point("load.before-commit")
-                cur.execute("COMMIT")
-                return LoadResult(row["id"], "loaded", total, 0)
-            except BaseException:
-                try:
-                    cur.execute("ROLLBACK")
-                except adbc_driver_manager.Error:
-                    pass  # already rolled back
-                raise
+                    except adbc_driver_manager.Error:
+                        pass  # already rolled back
+                    raise
+    except adbc_driver_manager.Error as exc:  # mapped once, whichever statement met it
+        _raise_mapped_adbc(exc)
 
 
-def _mapped_adbc(exc: Exception) -> Exception:
-    """ADBC's SQLite errors, mapped once: a locked or busy database is worth retrying."""
+def _raise_mapped_adbc(exc: Exception) -> NoReturn:
+    """Raise ADBC's SQLite error as the project's: a locked or busy database is worth retrying."""
     text = str(exc).lower()
     if "locked" in text or "busy" in text:
-        return DatabaseBusy(f"catalog database busy: {str(exc).strip().splitlines()[0]}")
-    return exc
+        raise DatabaseBusy(f"catalog database busy: {first_line(exc)}") from exc
+    raise exc
 
 
 def _counting(batches: Iterator[pa.RecordBatch], constants: tuple = (), names: tuple[str, ...] = ("file_id", "carrier")):
@@ -281,7 +344,7 @@ def _load_postgres(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBa
     try:
         return _load_postgres_copy(app, row, parse, actor)
     except psycopg.OperationalError as exc:  # the raw COPY cursor is below SQLAlchemy's error mapping
-        raise DatabaseBusy(f"catalog database unreachable during load: {str(exc).strip().splitlines()[0]}") from exc
+        raise DatabaseBusy(f"catalog database unreachable during load: {first_line(exc)}") from exc
 
 
 def _load_postgres_copy(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBatch]], actor: str) -> LoadResult:
@@ -321,12 +384,22 @@ def _copy(conn: Connection, table: str, columns: tuple[str, ...], batches: Itera
         for batch in batches:
             n = batch.num_rows
             total += n
+            batch = _zoned(batch)
             if constants:
                 batch = _with_constants(batch, constants, columns)
             sink = io.BytesIO()
             pacsv.write_csv(batch, sink, options)
             copy.write(sink.getbuffer())
     return total
+
+
+def _zoned(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with every UTC time stating its zone ('YYYY-MM-DD HH:MM:SS+00'): PostgreSQL reads a time
+    without one in the session's time zone, which the server, the database or the role may set."""
+    for name in UTC_COLUMNS:
+        index = batch.schema.get_field_index(name)
+        batch = batch.set_column(index, name, pc.binary_join_element_wise(batch.column(index), "+00", ""))
+    return batch
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -352,7 +425,7 @@ def _cast(app: App, name: str, kind: str) -> str:
     if kind == "date":
         return f"CAST({column} AS DATE)"
     if kind == "utc":
-        return f"(CAST({column} AS TIMESTAMP) AT TIME ZONE 'UTC')"
+        return f"CAST({column} AS TIMESTAMPTZ)"  # the scratch text states its zone (``_zoned``)
     if kind == "decimal":
         return f"CAST({column} AS NUMERIC)"
     return column
@@ -403,6 +476,7 @@ def _loaded(app: App, conn: Connection, row: dict, total: int, inserted: int, ac
         why=catalog_files.loaded_why(inserted, skipped), records_loaded=inserted, records_skipped=skipped,
         error=None, reason=None, first_record_id=first, last_record_id=last,
     )
+    catalog_files.supersede_failed(conn, row["id"], actor=actor)
     faults.point("load.before-commit")
     return LoadResult(row["id"], "loaded", inserted, skipped)
 
@@ -424,8 +498,11 @@ def _analyse_collision(app: App, conn: Connection, row: dict, scratch: str, acto
     )).first()
     if repeated is not None:
         key, first, second = repeated
-        message = (f"file #{file_id} ({row['name']}): record key {key} appears twice in the file "
-                   f"(records {first} and {second}); nothing was loaded")
+        lines = parser_for(app.config.carrier(row["carrier"])).record_lines(_source(app, row), (first, second))
+        where = (f"lines {lines[first]} and {lines[second]}" if first in lines and second in lines
+                 else f"records {first} and {second}")
+        message = (f"{_label(row)}: record key {key} appears twice in the file ({where}); "
+                   "nothing was loaded")
         catalog_files.transition(conn, file_id, "failed", allowed_from=("queued",), actor=actor, action="failed",
                                  why=message, reason="parse-error", error=message)
         return LoadResult(file_id, "failed", message=message)
@@ -454,9 +531,12 @@ def _analyse_collision(app: App, conn: Connection, row: dict, scratch: str, acto
 
 
 def _fail(app: App, file_id: int, reason: str, message: str, actor: str) -> LoadResult:
-    with app.catalog.write() as conn:
-        catalog_files.transition(conn, file_id, "failed", allowed_from=("queued",), actor=actor, action="failed",
-                                 why=message, reason=reason, error=message)
+    try:
+        with app.catalog.write() as conn:
+            catalog_files.transition(conn, file_id, "failed", allowed_from=("queued",), actor=actor,
+                                     action="failed", why=message, reason=reason, error=message)
+    except InvalidState as exc:  # taken meanwhile (discarded by an admin, loaded by another loader)
+        return LoadResult(file_id, "skipped", message=str(exc))
     log.warning("load failed: %s", message)
     return LoadResult(file_id, "failed", message=message)
 

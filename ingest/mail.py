@@ -2,7 +2,9 @@
 a message's attachments through the intake door, each with the message as its origin.
 
 - Addresses route: ``cdrs@`` (carrier and type from the file names), ``cdrs+<carrier>@`` (the carrier when
-  names don't tell it) and ``cdrs+<carrier>-daily@`` / ``-monthly@`` (the cadence too).
+  names don't tell it) and ``cdrs+<carrier>-daily@`` / ``-monthly@`` (the cadence too). A routed attachment
+  is never ignored for its name: the carrier's file rules decide type and cadence if one matches, else the
+  route's cadence applies and the type is the carrier's ``default_type`` (see ``intake.classify``).
 - Parts that are not carrier files (images such as signature logos, calendar invites, signatures, vCards)
   are staged and recorded as ``ignored`` with the reason: never held as potential duplicates, because every
   email from a sender carries the same ones. The message's own text is its body, not a part.

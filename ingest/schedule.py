@@ -70,12 +70,17 @@ def _gap_probe() -> datetime:
     return datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday: a sample week from here
 
 
-def retry_at(schedule: Schedule, moment: datetime, failures: int, transient: bool) -> datetime:
-    """When to try a failing source again (see the module docstring)."""
+def retry_at(schedule: Schedule, moment: datetime, failures: int, transient: bool, floor: float = 0.0) -> datetime:
+    """When to try again a source whose pass ending at ``moment`` failed, ``failures`` times in a row: after a
+    transient error ``RETRY_FIRST`` seconds, doubling, but never later than the regular schedule; after a
+    permanent one not before the regular schedule, doubling up to ``PERMANENT_BACKOFF_CAP``. Either way never
+    sooner than ``floor`` seconds after ``moment`` (the fewest the source's owner allows between queries)."""
     regular = schedule.next_after(moment)
     backoff = min(RETRY_FIRST * 2 ** min(max(failures - 1, 0), 30), PERMANENT_BACKOFF_CAP)
     if transient:
-        return min(moment + timedelta(seconds=backoff), regular)
-    return max(regular, moment + timedelta(seconds=backoff))
+        retry = min(moment + timedelta(seconds=backoff), regular)
+    else:
+        retry = max(regular, moment + timedelta(seconds=backoff))
+    return max(retry, moment + timedelta(seconds=floor))
 
 

@@ -19,10 +19,12 @@ import hmac
 import io
 import logging
 import ssl
+from typing import Callable
 
 from .app import App
 from .config import SmtpSettings
 from .errors import CdrError, NotFound
+from .intake import Received
 from .mail import route_of, take_message
 from .secrets import resolve_secret
 
@@ -32,10 +34,12 @@ log = logging.getLogger(__name__)
 class CdrMailHandler:
     """aiosmtpd handler: RCPT checks the address, DATA stages the attachments before answering."""
 
-    def __init__(self, app: App, settings: SmtpSettings, source: str = "smtp"):
+    def __init__(self, app: App, settings: SmtpSettings, source: str = "smtp",
+                 on_taken: Callable[[list[Received]], None] | None = None):
         self.app = app
         self.settings = settings
         self.source = source
+        self.on_taken = on_taken
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         domain = address.rsplit("@", 1)[-1].lower()
@@ -71,13 +75,17 @@ class CdrMailHandler:
             return "451 4.3.0 Temporarily unable to store the message; try again later"
         log.info("smtp message taken", extra={"event": "mail_taken", "sender": envelope.mail_from,
                                               "files": len(received)})
+        if received and self.on_taken is not None:
+            self.on_taken(received)
         return f"250 OK: {len(received)} attachment(s) staged"
 
 
 class SmtpListener:
-    """Runs the SMTP server in its own thread (aiosmtpd's Controller)."""
+    """Runs the SMTP server in its own thread (aiosmtpd's Controller). ``on_taken`` is called with the files
+    of each message taken (the daemon wakes its loader)."""
 
-    def __init__(self, app: App, settings: SmtpSettings):
+    def __init__(self, app: App, settings: SmtpSettings,
+                 on_taken: Callable[[list[Received]], None] | None = None):
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -97,8 +105,8 @@ class SmtpListener:
                 return AuthResult(success=good, handled=False)
 
             options.update(authenticator=authenticate, auth_required=True, auth_require_tls=True)
-        self.controller = Controller(CdrMailHandler(app, settings), hostname=settings.listen, port=settings.port,
-                                     data_size_limit=settings.max_message_bytes, server_hostname=settings.domain,
+        self.controller = Controller(CdrMailHandler(app, settings, on_taken=on_taken), hostname=settings.listen,
+                                     port=settings.port, data_size_limit=settings.max_message_bytes, server_hostname=settings.domain,
                                      **options)
 
     @property

@@ -6,8 +6,11 @@ decompressed bytes), so a gzipped copy of a file already received has the same f
 examined after it is staged (its directory is at its end) and yields one content fingerprint per member.
 
 Decompression is bounded: a member may not expand beyond ``IntakeLimits.max_expanded_bytes`` nor, past
-``ratio_floor_bytes``, beyond ``max_ratio`` times its compressed size. A breach, like a corrupt archive,
-does not lose the bytes: the blob is staged and the breach is reported in ``StagedBlob.error``.
+``ratio_floor_bytes``, beyond ``max_ratio`` times its compressed size; nor may an archive as a whole (a zip's
+members together, a gzip's content) expand beyond ``max_archive_expanded_bytes`` nor, past the same floor,
+``max_ratio`` times the archive's size, so a zip of many members each under the limits is bounded too. A
+breach, like a corrupt archive, does not lose the bytes: the blob is staged and the breach is reported in
+``StagedBlob.error``.
 """
 
 from __future__ import annotations
@@ -160,6 +163,8 @@ class Staging:
                     f"zip has {len(infos)} members; the limit is {self.limits.max_zip_members} "
                     "(intake.max_zip_members)"
                 )
+            archive_size = path.stat().st_size
+            total = 0  # every member's expanded bytes so far
             for info in infos:
                 digest = xxhash.xxh3_128()
                 expanded = 0
@@ -167,7 +172,10 @@ class Staging:
                     with archive.open(info) as member:
                         while chunk := member.read(CHUNK):
                             expanded += len(chunk)
+                            total += len(chunk)
                             _check_expansion(self.limits, info.filename, expanded, max(info.compress_size, 1))
+                            _check_expansion(self.limits, "the zip as a whole", total, archive_size,
+                                             bounds=ARCHIVE)
                             digest.update(chunk)
                 except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError) as exc:
                     raise ContentError(f"zip member {info.filename!r} cannot be read: {exc}") from None
@@ -197,7 +205,8 @@ class Staging:
 
 
 def gunzip(chunks: Iterable[bytes], limits: IntakeLimits, name: str, compressed: Callable[[], int]) -> Iterator[bytes]:
-    """Decompress a (possibly multi-member, possibly zero-padded) gzip stream, chunk by chunk, within limits."""
+    """Decompress a (possibly multi-member, possibly zero-padded) gzip stream, chunk by chunk, within limits:
+    its content, all gzip members together, is one file and the whole archive, so both bounds apply."""
     decomp = None
     members = 0
     expanded = 0
@@ -215,7 +224,7 @@ def gunzip(chunks: Iterable[bytes], limits: IntakeLimits, name: str, compressed:
                 raise ContentError(f"not a valid gzip stream: {exc}") from None
             if out:
                 expanded += len(out)
-                _check_expansion(limits, name, expanded, compressed())
+                _check_expansion(limits, name, expanded, compressed(), bounds=MEMBER + ARCHIVE)
                 yield out
             if decomp.eof:
                 data = decomp.unused_data
@@ -227,7 +236,7 @@ def gunzip(chunks: Iterable[bytes], limits: IntakeLimits, name: str, compressed:
         out = decomp.flush()
         if out:
             expanded += len(out)
-            _check_expansion(limits, name, expanded, compressed())
+            _check_expansion(limits, name, expanded, compressed(), bounds=MEMBER + ARCHIVE)
             yield out
         if not decomp.eof:
             raise ContentError("not a valid gzip stream: truncated")
@@ -267,12 +276,20 @@ def _is_junk_member(name: str) -> bool:
     return bool(parts) and (parts[0] == "__MACOSX" or parts[-1].startswith("._") or parts[-1] == ".DS_Store")
 
 
-def _check_expansion(limits: IntakeLimits, name: str, expanded: int, compressed: int) -> None:
-    if expanded > limits.max_expanded_bytes:
-        raise ContentError(
-            f"{name} expands beyond {limits.max_expanded_bytes} bytes (intake.max_expanded_bytes); "
-            "refused as a possible decompression bomb"
-        )
+# The ``IntakeLimits`` size bounds on one member's content, and on an archive's members together.
+MEMBER = ("max_expanded_bytes",)
+ARCHIVE = ("max_archive_expanded_bytes",)
+
+
+def _check_expansion(limits: IntakeLimits, name: str, expanded: int, compressed: int,
+                     bounds: tuple[str, ...] = MEMBER) -> None:
+    """Raise ContentError once ``expanded`` bytes from ``compressed`` ones breach a size bound or the ratio."""
+    for bound in bounds:
+        most = getattr(limits, bound)
+        if expanded > most:
+            raise ContentError(
+                f"{name} expands beyond {most} bytes (intake.{bound}); refused as a possible decompression bomb"
+            )
     if expanded > limits.ratio_floor_bytes and expanded > compressed * limits.max_ratio:
         raise ContentError(
             f"{name} expands more than {limits.max_ratio}:1 (intake.max_ratio); "

@@ -128,7 +128,8 @@ def _log_new_errors(result: PassResult, reported: dict[str, set[str]]) -> None:
     """Log each error once while it persists (a file that cannot be read is retried every pass)."""
     current = set(result.errors)
     for error in sorted(current - reported.get(result.source, set())):
-        log.warning("drop folder %s: %s", result.source, error)
+        log.warning("drop folder %s: %s", result.source, error,
+                    extra={"event": "watch_error", "source": result.source})
     reported[result.source] = current
 
 

@@ -7,9 +7,17 @@ thread. Parameters come from the query string and/or a urlencoded POST body; POS
         feed.add(record(1), record(2, CallType="Line Rental"))
         urllib.request.urlopen(feed.url + "?login=81234567&password=Monkey123&fromid=0")
 
+``empty_body`` is what a csv/txt/pipe answer with no records is: ``None`` (the default) the header row
+alone, else exactly these bytes (``b""``, ``b"\r\n"``: how billingfeed.php answers once caught up). A json
+answer with no records is always ``[]``.
+
 ``fault`` makes every following answer misbehave until it is set back to ``None``:
 ``"html"``, ``"error500"``, ``"garbage"``, ``"json-object"``, ``"slow"`` (sleeps ``slow_seconds``, cut
-short by ``stop()``), ``"reset"`` (socket closed, no answer), ``"error-text"``.
+short by ``stop()``), ``"reset"`` (socket closed, no answer), ``"error-text"``; and the answers cut short,
+each sending all but the last ``cut_bytes`` bytes of the real answer (by default the end of the last row's
+last field): ``"cut-short"`` (a ``Content-Length`` of the whole answer, then the connection closed),
+``"chunked-cut"`` (chunked, then closed without the terminating chunk), ``"reset-mid-body"`` (a
+``Content-Length`` of the whole answer, then the connection reset).
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ PATH = "/billingfeed.php"
 SERVICE_CALL_TYPES = frozenset({"Line Rental", "Broadband", "Number Charge", "Service"})
 DELIMITERS = {"csv": ",", "txt": "\t", "pipe": "|"}
 CONTENT_TYPES = {"csv": "text/csv", "txt": "text/plain", "pipe": "text/plain", "json": "application/json"}
-FAULTS = (None, "html", "error500", "garbage", "json-object", "slow", "reset", "error-text")
+FAULTS = (None, "html", "error500", "garbage", "json-object", "slow", "reset", "error-text", "cut-short",
+          "chunked-cut", "reset-mid-body")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -49,6 +58,8 @@ class FeedServer:
         self.requests: list[dict] = []
         self.fault: str | None = None
         self.slow_seconds: float = 5.0
+        self.cut_bytes: int = 5
+        self.empty_body: bytes | None = None
         self.lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -145,6 +156,8 @@ class FeedServer:
     def render(self, rows: list[dict], fmt: str) -> bytes:
         if fmt == "json":
             return json.dumps([{c: str(row.get(c, "")) for c in self.columns} for row in rows]).encode()
+        if not rows and self.empty_body is not None:
+            return self.empty_body
         buf = io.StringIO()
         writer = csv.writer(buf, delimiter=DELIMITERS[fmt], lineterminator="\r\n")
         writer.writerow(self.columns)
@@ -217,7 +230,10 @@ class _Handler(BaseHTTPRequestHandler):
         rows = feed._select(params)
         if isinstance(rows, str):
             return self._send(200, rows.encode(), "text/plain")
-        return self._send(200, feed.render(rows, fmt), CONTENT_TYPES[fmt])
+        body = feed.render(rows, fmt)
+        if fault in ("cut-short", "chunked-cut", "reset-mid-body"):
+            return self._send_cut(fault, body, CONTENT_TYPES[fmt], feed.cut_bytes)
+        return self._send(200, body, CONTENT_TYPES[fmt])
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
         self.send_response(status)
@@ -225,6 +241,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _send_cut(self, fault: str, body: bytes, ctype: str, cut_bytes: int) -> None:
+        """Announce the whole ``body``, send all but its last ``cut_bytes`` bytes, and end the connection."""
+        sent = body[: max(len(body) - cut_bytes, 0)]
+        self.close_connection = True
+        if fault == "chunked-cut":
+            self.protocol_version = "HTTP/1.1"  # chunked transfer needs an HTTP/1.1 answer
+        self.send_response(200)
+        self.send_header("Content-Type", f"{ctype}; charset=utf-8")
+        if fault == "chunked-cut":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(sent), sent))  # a whole chunk, but never the last "0"
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(sent)
+        self.wfile.flush()
+        if fault == "reset-mid-body":
+            self._reset()
 
     def _reset(self) -> None:
         """Drop the connection without a word (RST where the platform allows)."""

@@ -5,6 +5,7 @@
 - ``source_toml(name, dirs, **options) -> str``: a ``[[sources]]`` entry for this server, whose ``dirs``
   are paths as the server shows them (``remote.path(local_dir)`` converts).
 - ``path(local: Path) -> str``: the server's path for a local folder under ``root``.
+- ``denied(local: Path)``: a context manager in which the server refuses to open that file (it still lists it).
 
 Everything else (listing, stability, remote state, after-actions, name safety) is the same for every
 protocol, and is shown here once.
@@ -15,10 +16,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ingest.catalog import files as catalog_files
+from ingest.catalog import sources as source_states
 from ingest.collectors import collector_for
+from ingest.daemon import run_pass
+from ingest.schedule import DEFAULT_INTERVAL
 from tests.conftest import app_with
 from tests.records import record, render
 
@@ -182,6 +187,59 @@ class RemoteContract:
         put(remote.root / "daily" / "..\\evil.csv", render([record(3)]))
         put(remote.root / "daily" / "hero_cdr_20261001.csv", render([record(2)]))
         result = collector.collect()
+        assert [r.name for r in result.received] == ["hero_cdr_20261001.csv"] and result.errors == []
+        assert any("not a plain file name" in error and "bad" in error for error in result.entry_errors)
+        assert any("not a plain file name" in error and "evil" in error for error in result.entry_errors)
+
+    def test_a_stopping_collector_takes_no_further_file(self, make_config, remote):
+        app, collector = self.make(make_config, remote, stable_listings=1)
+        put(remote.root / "daily" / "hero_cdr_20261001.csv", render([record(1)]))
+        collector.stopping.set()  # the daemon is stopping: the file waits for the next pass
+        assert collector.collect().received == [] and self.files(app) == []
+        collector.stopping.clear()
+        assert len(collector.collect().received) == 1
+
+    # -- one bad entry fails that entry, never the source ----------------------------------------------
+
+    @staticmethod
+    def passed_with_entry_errors(app, started: datetime, next_run: datetime) -> list[str]:
+        """Assert the last pass of "remote" was recorded as a success on its regular schedule (no failure,
+        no retry 30 s later); return the entry errors ``cdr status`` shows for it."""
+        with app.catalog.read() as conn:
+            state = source_states.state_of(conn, "remote")
+            [shown] = source_states.overview(conn, app.config.sources)
+        assert (state["consecutive_failures"], state["last_error"]) == (0, None)
+        assert state["last_success_at"] == state["last_attempt_at"]
+        assert next_run >= started + timedelta(seconds=DEFAULT_INTERVAL)
+        assert bool(shown["entry_errors"]) == (shown["entry_errors_at"] is not None)
+        return shown["entry_errors"]
+
+    def test_a_refused_name_fails_that_entry_and_the_pass_still_succeeds(self, make_config, remote):
+        app, _ = self.make(make_config, remote, stable_listings=1)
+        evil = put(remote.root / "daily" / "..\\evil.csv", render([record(1)]))
+        put(remote.root / "daily" / "hero_cdr_20261001.csv", render([record(2)]))
+        for expected in (["hero_cdr_20261001.csv"], []):  # refused again while it is there, never a failure
+            started = datetime.now(timezone.utc)
+            result, next_run = run_pass(app, "remote")
+            assert [r.name for r in result.received] == expected and result.errors == []
+            [refused] = self.passed_with_entry_errors(app, started, next_run)
+            assert result.entry_errors == [refused] and "not a plain file name" in refused and "evil" in refused
+        evil.unlink()
+        started = datetime.now(timezone.utc)
+        result, next_run = run_pass(app, "remote")
+        assert result.entry_errors == [] and self.passed_with_entry_errors(app, started, next_run) == []
+
+    def test_a_file_that_cannot_be_opened_fails_that_entry_and_the_others_are_taken(self, make_config, remote):
+        app, _ = self.make(make_config, remote, stable_listings=1)
+        locked = put(remote.root / "daily" / "hero_cdr_20261001.csv", render([record(1)]))  # listed first
+        put(remote.root / "daily" / "hero_cdr_20261002.csv", render([record(2)]))
+        started = datetime.now(timezone.utc)
+        with remote.denied(locked):
+            result, next_run = run_pass(app, "remote")
+        assert [r.name for r in result.received] == ["hero_cdr_20261002.csv"] and result.errors == []
+        [refused] = self.passed_with_entry_errors(app, started, next_run)
+        assert result.entry_errors == [refused] and "hero_cdr_20261001.csv" in refused
+        started = datetime.now(timezone.utc)
+        result, next_run = run_pass(app, "remote")  # readable again: taken, and nothing is reported any more
         assert [r.name for r in result.received] == ["hero_cdr_20261001.csv"]
-        assert any("not a plain file name" in error and "bad" in error for error in result.errors)
-        assert any("not a plain file name" in error and "evil" in error for error in result.errors)
+        assert self.passed_with_entry_errors(app, started, next_run) == []

@@ -1,16 +1,22 @@
 """The Billing Feed collector against an HTTP server that behaves as the carriers document
-(tests/feed_server.py): cursor paging, POST credentials, the four formats, errors, backfill, the 10-minute
-floor, crashes between answer and commit. On SQLite and PostgreSQL."""
+(tests/feed_server.py): cursor paging, POST credentials, the four formats, empty answers, errors and answers
+cut short, backfill, the 10-minute floor (retries too), crashes between answer and commit. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from click.testing import CliRunner
 
 from ingest.catalog import cursors
+from ingest.catalog import sources as source_states
+from ingest.cli import cli
 from ingest.collectors import collector_for
 from ingest.config import load_config
 from ingest.daemon import run_pass
@@ -111,6 +117,10 @@ def test_every_format(make_config, apps, feed, fmt):
     ("slow", "csv", "no answer within"),
     ("reset", "csv", ""),
     ("error-text", "csv", "answered with an error"),
+    ("cut-short", "csv", "cut short"),
+    ("cut-short", "json", "cut short"),
+    ("chunked-cut", "csv", "cut short"),
+    ("reset-mid-body", "csv", "connection failed"),
 ])
 def test_an_answer_that_is_not_data_stages_nothing_and_keeps_the_cursor(make_config, apps, feed, fault, fmt, words):
     feed.add(record(11), record(12), record(13))
@@ -126,6 +136,57 @@ def test_an_answer_that_is_not_data_stages_nothing_and_keeps_the_cursor(make_con
     assert collector.collect().errors == []
     load_queued(app)
     assert loaded_ids(app) == [11, 12, 13]
+
+
+@pytest.mark.parametrize("fmt, empty_body", [("csv", b""), ("txt", b"\r\n"), ("pipe", b" \r\n\t\r\n"),
+                                             ("csv", None), ("json", None)],
+                         ids=["csv-0-bytes", "txt-newline", "pipe-whitespace", "csv-header-only", "json-[]"])
+def test_a_caught_up_feed_ends_the_pass_cleanly(make_config, apps, feed, fmt, empty_body):
+    """An answer without records (0 bytes, whitespace, a header row alone, ``[]``) is "no new records":
+    ``cdr collect`` and ``cdr feed backfill`` exit 0, stage nothing, keep the cursor, and the source is healthy."""
+    feed.empty_body = empty_body
+    toml = feed_toml(feed, format=fmt)
+    config = make_config(toml)
+    app = app_with(make_config, toml)
+    apps.append(app)
+    runner = CliRunner()
+
+    def cdr(*args: str) -> str:
+        done = runner.invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    cdr("collect")  # the very first query, before the carrier has any record
+    assert (files(app), cursor(app)) == ([], None)
+    feed.add(record(11), record(12))
+    cdr("collect")
+    cdr("collect")
+    assert ([f["name"] for f in files(app)], cursor(app)) == ([f"hero-feed_1-12.{fmt}"], 12)
+    assert loaded_ids(app) == [11, 12]
+    cdr("feed", "backfill", "--source", "hero-feed", "--date", "2026-10-05")  # a day without records
+    assert (len(files(app)), cursor(app)) == (1, 12)
+    [state] = json.loads(cdr("status", "--json"))["sources"]
+    assert (state["last_error"], state["failures_in_a_row"], state["files_collected"]) == (None, 0, 1)
+    assert state["last_success"] == state["last_attempt"]
+
+
+def test_a_failing_feed_is_retried_no_sooner_than_the_carriers_floor(make_config, apps, feed, tmp_path):
+    """The carriers' 10 minutes between queries hold for a retry after a transient failure too; other kinds
+    keep their quick first retry (30 s)."""
+    directory = ('[[sources]]\nname = "share"\nkind = "directory"\n[[sources.dirs]]\n'
+                 f'path = "{tmp_path / "unmounted"}"\ncarrier = "hero"\ntype = "cdr"\ncadence = "daily"\n')
+    app = app_with(make_config, feed_toml(feed) + directory)
+    apps.append(app)
+    feed.fault = "error500"
+    for source, retry_seconds in (("hero-feed", 600), ("hero-feed", 600), ("share", 30)):
+        before = datetime.now(timezone.utc)
+        result, _ = run_pass(app, source)
+        after = datetime.now(timezone.utc)
+        assert result.errors and not result.failed_permanently
+        with app.catalog.read() as conn:
+            next_run = source_states.state_of(conn, source)["next_run_at"]
+        wait = timedelta(seconds=retry_seconds)
+        assert before + wait <= next_run <= after + wait, (source, next_run - before)
 
 
 def test_a_refused_login_is_permanent_and_stages_nothing(make_config, apps, feed, monkeypatch):
@@ -239,10 +300,6 @@ def test_every_record_exactly_once_across_restarts_and_faults(make_config, feed,
 
 
 def test_cdr_feed_backfill_command(make_config, feed):
-    from click.testing import CliRunner
-
-    from ingest.cli import cli
-
     feed.add(record(11, UTCDateTime="2026-10-02 09:30:00"), record(12, UTCDateTime="2026-10-03 09:30:00"))
     config = make_config(feed_toml(feed))
     runner = CliRunner()

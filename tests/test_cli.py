@@ -177,3 +177,51 @@ def test_watch_once_takes_dropped_files_and_reports_their_final_status(make_conf
     assert result.exit_code == 0, result.output
     assert "drop: #1 hero_cdr_20261001.csv: loaded" in result.output
     assert (inbox / "done" / "hero_cdr_20261001.csv").exists() and not path.exists()
+
+
+@pytest.mark.parametrize("what", ["missing", "folder"])
+def test_upload_of_a_missing_path_or_a_folder_is_one_line_on_stderr(run, tmp_path, what):
+    path = tmp_path / "hero_cdr_20261001.csv"
+    if what == "folder":
+        path.mkdir()
+    result = run("upload", str(path), "--carrier", "hero", "--type", "cdr")
+    reason = "No such file or directory" if what == "missing" else "Is a directory"
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"error: cannot read {path}: {reason}\n")
+
+
+def test_upload_of_several_paths_takes_every_readable_one_and_reports_the_others(run, tmp_path):
+    good = tmp_path / "hero_cdr_20261001.csv"
+    good.write_bytes(render([record(1)]))
+    later = tmp_path / "hero_cdr_20261002.csv"
+    later.write_bytes(render([record(2)]))
+    missing = tmp_path / "hero_cdr_20261003.csv"
+    result = run("upload", str(good), str(missing), str(later), "--carrier", "hero", "--type", "cdr")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ["#1 hero_cdr_20261001.csv: loaded, 1 records",
+                                          "#2 hero_cdr_20261002.csv: loaded, 1 records"]
+    assert result.stderr == f"error: cannot read {missing}: No such file or directory\n"
+
+
+def test_upload_of_a_file_the_user_may_not_read_is_one_line_on_stderr(tmp_path):
+    from tests.conftest import REPO
+
+    config = tmp_path / "cdr.toml"
+    config.write_text(f'include = ["{REPO}/config/carriers/*.toml"]\n')
+    secret = tmp_path / "hero_cdr_20261001.csv"
+    secret.write_bytes(render([record(1)]))
+    secret.chmod(0)
+    # Root reads whatever the permission bits say, by these two capabilities: run without them.
+    without_override = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+                        "--inh-caps", "-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
+    result = subprocess.run(
+        [*without_override, sys.executable, "-m", "ingest.cli", "--config", str(config), "upload", str(secret),
+         "--carrier", "hero", "--type", "cdr"],
+        env={**os.environ, "CDR_DATABASE_URL": f"sqlite:///{tmp_path}/cdr.sqlite"}, cwd=REPO,
+        capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1, "", f"error: cannot read {secret}: Permission denied\n")
+
+
+def test_retry_help_says_how_to_correct_a_malformed_file(run):
+    text = " ".join(run("retry", "--help").output.split())
+    assert "drop or upload the corrected file again" in text and "superseded" in text

@@ -4,6 +4,7 @@ restarts that never re-fetch, and a clean stop on SIGTERM."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -107,15 +108,77 @@ def test_cdr_collect_and_cdr_status(make_config, tmp_path):
     runner = CliRunner()
     collected = runner.invoke(cli, ["--config", str(config), "collect"], catch_exceptions=False)
     assert collected.exit_code == 0, collected.output
-    assert "hero-share: #1 hero_cdr_20261001.csv: queued" in collected.output
+    assert "hero-share: #1 hero_cdr_20261001.csv: loaded, 2 records" in collected.output
     shown = json.loads(runner.invoke(cli, ["--config", str(config), "status", "--json"]).output)
     [source] = shown["sources"]
     assert (source["source"], source["kind"], source["files_collected"], source["last_error"]) == (
         "hero-share", "directory", 1, None)
-    assert source["last_success"].endswith("Z") and source["next_run"]
+    assert source["last_success"].endswith("Z") and source["next_run"] and source["entry_errors"] == []
     assert shown["files"] == {"queued": 0, "held": 0, "failed": 0, "loaded": 1}  # collect loads after
     again = runner.invoke(cli, ["--config", str(config), "collect", "--json"])
     assert json.loads(again.output)[0]["received"] == []
+
+
+def test_cdr_status_tells_a_failing_source_from_one_that_recovered(make_config, tmp_path):
+    share = tmp_path / "share"
+    config = make_config(share_source("hero-share", share))
+    runner = CliRunner()
+
+    def shown():
+        [source] = json.loads(runner.invoke(cli, ["--config", str(config), "status", "--json"]).output)["sources"]
+        return source
+
+    assert shown()["state"] == "never run"
+    assert runner.invoke(cli, ["--config", str(config), "collect"]).exit_code == 1  # the share is not mounted
+    failing = shown()
+    assert (failing["state"], failing["failures_in_a_row"]) == ("failing", 1) and "share" in failing["last_error"]
+    put(share / "hero_cdr_20261001.csv", render([record(1)]))
+    assert runner.invoke(cli, ["--config", str(config), "collect"]).exit_code == 0
+
+    recovered = shown()
+    assert (recovered["state"], recovered["failures_in_a_row"]) == ("ok", 0)
+    assert recovered["last_error"] == failing["last_error"]  # kept as history, with its time
+    assert recovered["last_error_at"] < recovered["last_success"]
+    table = runner.invoke(cli, ["--config", str(config), "status"]).output.splitlines()
+    [row] = [line for line in table if line.startswith("hero-share ")]
+    assert table[0].split()[:3] == ["SOURCE", "KIND", "STATE"] and row.split()[:3] == ["hero-share", "directory", "ok"]
+
+
+def test_cdr_collect_prints_each_files_final_status_after_loading(make_config, tmp_path):
+    share = tmp_path / "share"
+    put(share / "hero_cdr_20261001.csv", render([record(1), record(2)]))
+    put(share / "hero_cdr_20261002.csv", render([record(1), record(2)]))  # the same content again
+    put(share / "hero_cdr_20261003.csv", b"ID,Nonsense\n1,2\n")
+    config = make_config(share_source("hero-share", share))
+    collected = CliRunner().invoke(cli, ["--config", str(config), "collect"], catch_exceptions=False)
+    assert collected.exit_code == 1, collected.output  # a file failed to load
+    lines = collected.stdout.splitlines()
+    assert lines[:2] == ["hero-share: #1 hero_cdr_20261001.csv: loaded, 2 records",
+                         "hero-share: #2 hero_cdr_20261002.csv: held (duplicate-content)"]
+    failed = lines[2]
+    assert failed.startswith("hero-share: #3 hero_cdr_20261003.csv: failed") and "line 1, field" in failed
+    [shown] = json.loads(CliRunner().invoke(cli, ["--config", str(config), "collect", "--json"]).stdout)
+    assert shown["received"] == [] and shown["errors"] == [] and shown["entry_errors"] == []
+
+
+def test_entries_a_pass_could_not_take_are_shown_by_collect_and_status_and_do_not_fail_it(make_config, tmp_path):
+    share = tmp_path / "share"
+    put(share / "..\\evil.csv", render([record(1)]))
+    put(share / "hero_cdr_20261001.csv", render([record(2)]))
+    config = make_config(share_source("hero-share", share))
+    runner = CliRunner()
+    collected = runner.invoke(cli, ["--config", str(config), "collect"], catch_exceptions=False)
+    assert collected.exit_code == 0, collected.output
+    assert collected.stdout.splitlines() == ["hero-share: #1 hero_cdr_20261001.csv: loaded, 1 records"]
+    [refused] = [line for line in collected.stderr.splitlines() if line.startswith("hero-share: not taken: ")]
+    assert "evil" in refused and "not a plain file name" in refused
+    shown = json.loads(runner.invoke(cli, ["--config", str(config), "status", "--json"]).output)
+    [source] = shown["sources"]
+    assert (source["last_error"], source["failures_in_a_row"]) == (None, 0)
+    assert source["entry_errors"] == [refused.removeprefix("hero-share: not taken: ")]
+    assert source["entry_errors_at"] == source["last_success"]
+    table = runner.invoke(cli, ["--config", str(config), "status"]).output
+    assert refused in table
 
 
 # -- the daemon -----------------------------------------------------------------------------------------
@@ -261,3 +324,117 @@ def test_log_json_writes_one_json_object_per_event_and_never_a_secret(make_confi
     assert any(line.get("event") == "source_failed" and line.get("source") == "sftp" for line in lines)
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
     assert secret not in done.stderr + done.stdout
+
+
+# -- waking the loader, and a clean stop ----------------------------------------------------------------
+
+def _load_rounds(caplog) -> int:
+    return sum(1 for r in caplog.records if getattr(r, "event", None) == "load_round")
+
+
+def test_a_file_taken_by_any_source_wakes_the_loader_at_once(make_config, tmp_path, caplog):
+    """The loader's idle poll is an hour here: each file is loaded because the source that took it (a remote
+    source, the drop-folder watcher, the SMTP listener) woke the loader."""
+    import smtplib
+
+    from tests.interop_servers import free_port
+    from tests.test_smtp import carrier_email
+
+    caplog.set_level(logging.INFO, logger="ingest.daemon")
+    share, inbox = tmp_path / "share", tmp_path / "inbox"
+    inbox.mkdir()
+    port = free_port()
+    extra = ("[daemon]\nloader_poll_seconds = 3600\n"
+             f'[smtp]\ndomain = "billing.example.com"\nport = {port}\n'
+             + share_source("share", share, interval_seconds=0.2)
+             + f'[[sources]]\nname = "drop"\nkind = "dropfolder"\npath = "{inbox}"\ncarrier = "hero"\ntype = "cdr"\n'
+             "min_age_seconds = 0\nsettle_seconds = 0.5\nrescan_seconds = 0.2\n")
+    app = app_with(make_config, extra)
+
+    def mail() -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email())
+
+    steps = [
+        ("a remote source", lambda: put(share / "hero_cdr_20261011.csv", render([record(11)])),
+         {"hero_cdr_20261011.csv"}),
+        ("the watcher", lambda: (inbox / "hero_cdr_20261012.csv").write_bytes(render([record(12)])),
+         {"hero_cdr_20261012.csv"}),
+        ("the SMTP listener", mail, {"hero_cdr_20261001.csv", "TC_SDR_202610.csv"}),
+        ("a remote source again", lambda: put(share / "hero_cdr_20261013.csv", render([record(13)])),
+         {"hero_cdr_20261013.csv"}),
+    ]
+    stop = threading.Event()
+    daemon = threading.Thread(target=run_daemon, kwargs={"app": app, "stop": stop}, daemon=True)
+    daemon.start()
+    try:
+        for what, arrive, names in steps:
+            rounds = _load_rounds(caplog)
+            arrive()
+            wait_until(lambda: names <= {f["name"] for f in files(app) if f["status"] == "loaded"},
+                       what=lambda: f"files from {what} loaded; have {[(f['name'], f['status']) for f in files(app)]}")
+            # The round that loaded them is over: the loader idles again, until the next source wakes it.
+            wait_until(lambda: _load_rounds(caplog) > rounds, what=f"the load round after {what}")
+    finally:
+        stop.set()
+        daemon.join(timeout=60)
+        app.close()
+    assert not daemon.is_alive()
+
+
+@pytest.mark.parametrize("drain_seconds, after_stop", [(60, "loaded"), (0, "queued")])
+def test_on_sigterm_the_daemon_loads_what_is_queued_within_drain_seconds_then_exits_0(
+        make_config, tmp_path, drain_seconds, after_stop):
+    from ingest import admin
+
+    extra = f"[daemon]\ndrain_seconds = {drain_seconds}\nloader_poll_seconds = 3600\n"
+    config = make_config(extra)
+    app = app_with(make_config, extra)
+    uploads = tmp_path / "uploads"
+    for feed_id in (1, 2, 3):
+        put(uploads / f"hero_cdr_2026100{feed_id}.csv", render([record(feed_id)]))
+    events: list[str] = []
+    try:
+        admin.upload(app, uploads / "hero_cdr_20261001.csv", carrier="hero", file_type="cdr")
+        proc = subprocess.Popen([sys.executable, "-m", "ingest.cli", "--log-json", "daemon"],
+                                env={**os.environ, "CDR_CONFIG": str(config)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        reader = threading.Thread(target=lambda: events.extend(
+            json.loads(line).get("event") for line in proc.stderr if line.startswith("{")), daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: "load_round" in events, what=lambda: f"the first file loaded; events {events}")
+            # Queued by another process: nothing wakes the daemon's loader, which idles for an hour.
+            for name in ("hero_cdr_20261002.csv", "hero_cdr_20261003.csv"):
+                [queued] = admin.upload(app, uploads / name, carrier="hero", file_type="cdr")
+                assert queued.status == "queued"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            reader.join(timeout=10)
+            proc.stderr.close()
+        assert proc.returncode == 0, events
+        assert [(f["name"], f["status"]) for f in files(app)] == [
+            ("hero_cdr_20261001.csv", "loaded"), ("hero_cdr_20261002.csv", after_stop),
+            ("hero_cdr_20261003.csv", after_stop)]
+        assert "daemon_drained" in events and "daemon_stopped" in events
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("daemon_toml, key", [
+    ("drain_seconds = -1", "daemon.drain_seconds"),
+    ('drain_seconds = "60"', "daemon.drain_seconds"),
+    ("loader_poll_seconds = 0", "daemon.loader_poll_seconds"),
+    ("drain = 5", "daemon.drain"),
+])
+def test_the_daemon_section_is_checked(make_config, daemon_toml, key):
+    from ingest.config import load_config
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(make_config(f"[daemon]\n{daemon_toml}\n"), env={})
+    assert caught.value.key == key
+
+
+def test_the_daemon_section_defaults(app):
+    assert (app.config.daemon.drain_seconds, app.config.daemon.loader_poll_seconds) == (60, 5)

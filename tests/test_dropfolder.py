@@ -8,16 +8,20 @@ with a real clock was taken because of a watchdog event, not because it settled.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from ingest.collectors.dropfolder import DropFolder
+from ingest.collectors.dropfolder import DropFolder, numbered
 from ingest.errors import DatabaseBusy, NotFound
 from ingest.intake import Origin, receive
 from ingest.load import load_queued
@@ -369,26 +373,50 @@ def test_a_crash_between_intake_commit_and_move_records_the_file_once(setup, col
     assert len(rows(app)) == 1
 
 
-def test_a_name_clash_in_done_keeps_both_files(setup, collector, folder):
+def test_a_name_clash_in_done_numbers_the_name_before_its_extension_and_fits_it(setup, collector, folder):
     app = setup(source_toml("drop", folder))
     dropfolder = collector(app, watching=True)
-    (folder / "done").mkdir()
-    (folder / "done" / "hero_cdr_20261001.csv").write_bytes(b"an earlier file of that name")
+    stem = "hero_cdr_20261003_" + "x" * (255 - len("hero_cdr_20261003_.csv"))
+    longest = stem + ".csv"  # NAME_MAX bytes: no room left for a number
+    done = folder / "done"
+    done.mkdir()
+    for name in ("hero_cdr_20261001.csv", "hero_cdr_20261002.csv.gz", longest):
+        (done / name).write_bytes(b"an earlier file of that name")
+    (done / "hero_cdr_20261001 (2).csv").write_bytes(b"older still")
     drop(folder / "hero_cdr_20261001.csv", feed(1))
-    [first] = take(dropfolder)
-    # Ids are sequential here: the next file's suffixed name is taken too (say, from an earlier catalog).
-    (folder / "done" / f"hero_cdr_20261001.csv.{first.id + 1}").write_bytes(b"older still")
-    drop(folder / "hero_cdr_20261001.csv", feed(2))
-    [second] = take(dropfolder)
+    packed = gzip.compress(feed(2), mtime=0)
+    drop(folder / "hero_cdr_20261002.csv.gz", packed)
+    drop(folder / longest, feed(3))
 
-    assert second.id == first.id + 1
-    done = {p.name: p.read_bytes() for p in (folder / "done").iterdir()}
-    assert done == {
+    got = take(dropfolder, count=3)
+
+    assert [r.status for r in got] == ["queued"] * 3
+    assert {p.name: p.read_bytes() for p in done.iterdir()} == {
         "hero_cdr_20261001.csv": b"an earlier file of that name",
-        f"hero_cdr_20261001.csv.{first.id}": feed(1),
-        f"hero_cdr_20261001.csv.{second.id}": b"older still",
-        f"hero_cdr_20261001.csv.{second.id}-2": feed(2),
+        "hero_cdr_20261001 (2).csv": b"older still",
+        "hero_cdr_20261001 (3).csv": feed(1),
+        "hero_cdr_20261002.csv.gz": b"an earlier file of that name",
+        "hero_cdr_20261002 (2).csv.gz": packed,
+        longest: b"an earlier file of that name",
+        stem[: 255 - len(" (2).csv")] + " (2).csv": feed(3),
     }
+    assert sorted(p.name for p in folder.iterdir()) == ["done"]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("a.csv", "a (2).csv"),
+    ("a.csv.gz", "a (2).csv.gz"),
+    ("a.TXT.GZ", "a (2).TXT.GZ"),
+    ("archive.tar.gz", "archive (2).tar.gz"),
+    ("hero.2026.10.01.csv", "hero.2026.10.01 (2).csv"),
+    ("no extension", "no extension (2)"),
+    ("a.gz", "a (2).gz"),
+    ("a.not an extension", "a.not an extension (2)"),
+    ("é" * 125 + ".csv", "é" * 123 + " (2).csv"),  # two bytes a letter: shortened by whole letters to fit
+])
+def test_numbered_names_keep_the_extension_within_name_max(name, expected):
+    assert numbered(name, 2) == expected
+    assert len(os.fsencode(numbered(name, 2))) <= 255
 
 
 def test_a_file_finished_during_a_pass_is_taken_on_the_next(setup, collector, folder, monkeypatch):
@@ -534,3 +562,72 @@ def test_watch_once_takes_only_files_not_written_for_settle_seconds(setup, tmp_p
     assert loaded_names(app) == {"hero_cdr_20261001.csv"}
     assert {p.name for p in folder.iterdir() if p.is_file()} == {"hero_cdr_20261002.csv", "hero_cdr_20261003.csv.part"}
     assert set(threading.enumerate()) <= threads_before  # no observer was started
+
+
+# -- two watchers on one folder ------------------------------------------------------------------------------
+
+
+def test_a_file_another_watcher_took_before_this_one_opened_it_is_no_error(setup, collector, folder, caplog):
+    config = source_toml("drop", folder, settle_seconds=0)
+    app = setup(config)
+    slow, fast = collector(app), collector(setup(config))  # each watcher its own App, as a process has
+    drop(folder / "hero_cdr_20261001.csv", feed(1))
+    real_ready = slow._ready
+
+    def the_other_takes_it_first(*args):
+        [taken] = fast.collect().received  # between this watcher's scan and its open
+        assert taken.name == "hero_cdr_20261001.csv"
+        return real_ready(*args)
+
+    slow._ready = the_other_takes_it_first
+    with caplog.at_level(logging.DEBUG, logger="ingest"):
+        result = slow.collect()
+
+    assert (result.received, result.errors) == ([], [])
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("taken by another watcher" in r.getMessage() for r in caplog.records)
+    assert len(rows(app)) == 1 and (folder / "done" / "hero_cdr_20261001.csv").read_bytes() == feed(1)
+
+
+def test_a_file_another_watcher_moved_while_this_one_read_it_is_recorded_once_and_no_error(
+        setup, collector, folder, caplog):
+    config = source_toml("drop", folder, settle_seconds=0)
+    app = setup(config)
+    slow, fast = collector(app), collector(setup(config))  # each watcher its own App, as a process has
+    drop(folder / "hero_cdr_20261001.csv", feed(1))
+    real_receive = app.staging.receive
+
+    def the_other_takes_it_meanwhile(stream):
+        blob = real_receive(stream)  # read and staged, not yet recorded ...
+        [taken] = fast.collect().received  # ... when the other watcher records and moves it
+        assert taken.status == "queued"
+        return blob
+
+    app.staging.receive = the_other_takes_it_meanwhile
+    with caplog.at_level(logging.WARNING):
+        result = slow.collect()
+
+    assert (result.received, result.errors) == ([], [])
+    assert caplog.records == []
+    assert [(r["name"], r["status"]) for r in rows(app)] == [("hero_cdr_20261001.csv", "queued")]
+    assert sorted(p.name for p in folder.rglob("*")) == ["done", "hero_cdr_20261001.csv"]
+
+
+def test_two_watcher_processes_on_one_folder_take_each_file_once_and_warn_of_nothing(setup, folder):
+    app = setup(source_toml("drop", folder))
+    names = [f"hero_cdr_202610{day:02d}.csv" for day in range(1, 29)]
+    for day, name in enumerate(names, start=1):
+        drop(folder / name, feed(day), age=120)
+    env = {**os.environ, "CDR_CONFIG": str(app.config.path)}
+    env.pop("CDR_FAULT", None)
+    watchers = [subprocess.Popen([sys.executable, "-m", "ingest.cli", "watch", "--once", "--no-load"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [watcher.communicate(timeout=120) for watcher in watchers]
+
+    assert [err for _, err in outputs] == ["", ""]  # the watcher that lost a race says nothing of it
+    assert [watcher.returncode for watcher in watchers] == [0, 0]
+    taken = sorted(line.split()[2].rstrip(":") for out, _ in outputs for line in out.splitlines())
+    assert taken == names  # each reported by one watcher only
+    assert sorted(r["name"] for r in rows(app)) == names
+    assert sorted(p.name for p in (folder / "done").iterdir()) == names and not list(folder.glob("*.csv"))
+

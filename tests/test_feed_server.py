@@ -8,12 +8,12 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from http.client import RemoteDisconnected
+from http.client import IncompleteRead, RemoteDisconnected
 from urllib.parse import urlencode
 
 import pytest
 
-from tests.feed_server import FeedServer
+from tests.feed_server import CONTENT_TYPES, DELIMITERS, FeedServer
 from tests.records import LAYOUTS, record
 
 AUTH = {"login": "81234567", "password": "Monkey123"}
@@ -264,3 +264,35 @@ def test_fault_reset(feed):
         fetch(feed, {**AUTH, "fromid": 0})
     feed.fault = None
     assert ids(fetch(feed, {**AUTH, "fromid": 4})[2]) == [5]
+
+
+@pytest.mark.parametrize("empty_body", [b"", b"\r\n", b" \r\n\t\r\n"])
+@pytest.mark.parametrize("fmt", ["csv", "txt", "pipe"])
+def test_empty_body_is_how_a_caught_up_feed_answers(feed, fmt, empty_body):
+    feed.empty_body = empty_body
+    assert fetch(feed, {**AUTH, "fromid": 99, "format": fmt}) == (200, CONTENT_TYPES[fmt], empty_body)
+    assert ids(fetch(feed, {**AUTH, "fromid": 4, "format": fmt})[2], DELIMITERS[fmt]) == [5]  # records: as before
+    assert json.loads(fetch(feed, {**AUTH, "fromid": 99, "format": "json"})[2]) == []
+
+
+def read_cut(feed: FeedServer) -> BaseException:
+    """The error that ends the read of an answer the server cuts short."""
+    with urllib.request.urlopen(f"{feed.url}?{urlencode({**AUTH, 'fromid': 0})}", timeout=5) as answer:
+        with pytest.raises((IncompleteRead, ConnectionResetError)) as caught:
+            answer.read()
+    return caught.value
+
+
+@pytest.mark.parametrize("fault, error", [("cut-short", IncompleteRead), ("chunked-cut", IncompleteRead),
+                                          ("reset-mid-body", ConnectionResetError)])
+def test_fault_cut_short(feed, fault, error):
+    whole = feed.render(feed.records, "csv")
+    feed.fault = fault
+    caught = read_cut(feed)
+    assert isinstance(caught, error)
+    if error is IncompleteRead:
+        assert whole.endswith(b",Default\r\n") and caught.partial == whole[:-5]  # cut inside the last field
+        feed.cut_bytes = len(whole) // 2
+        assert read_cut(feed).partial == whole[: len(whole) - feed.cut_bytes]
+    feed.fault = None
+    assert fetch(feed, {**AUTH, "fromid": 0})[2] == whole

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,17 @@ class FtpRemote:
 
     def path(self, local: Path) -> str:
         return self.server.path(local)
+
+    @contextmanager
+    def denied(self, local: Path):
+        """The server answers 550 to RETR of ``local``: its user lacks the read permission there."""
+        overrides = self.server.server.handler.authorizer.user_table[USER]["operms"]
+        key = os.path.normcase(os.path.realpath(local))
+        overrides[key] = ("eladfmwMT", False)  # the test user's permissions but "r" (RETR)
+        try:
+            yield
+        finally:
+            del overrides[key]
 
     def options(self, **overrides) -> dict:
         options = {"host": "127.0.0.1", "port": self.server.port, "username": USER,

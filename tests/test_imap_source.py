@@ -222,7 +222,9 @@ def test_an_oversized_message_is_reported_and_left_while_others_are_taken(make_c
     app, collector = make(make_config, apps, dovecot, user, max_message_bytes=20_000)
     result = collector.collect()
     assert [r.name for r in result.received] == ["hero_cdr_20261002.csv"]
-    assert len(result.errors) == 1 and f"UID {big}" in result.errors[0] and "left in the mailbox" in result.errors[0]
+    # That message fails, not the mailbox: the pass is a success and the message is reported (cdr status).
+    assert result.errors == [] and len(result.entry_errors) == 1
+    assert f"UID {big}" in result.entry_errors[0] and "left in the mailbox" in result.entry_errors[0]
     flags = dovecot.flags(user)
     assert FLAG not in flags[big] and FLAG in flags[small]
 
@@ -319,7 +321,7 @@ def test_messages_that_cannot_be_taken_never_use_up_max_messages(make_config, ap
     dovecot.deliver(user, simple_email("small", "hero_cdr_20261002.csv", render([record(500)])))
     app, collector = make(make_config, apps, dovecot, user, max_message_bytes=20_000, max_messages=1)
     result = collector.collect()
-    assert [r.name for r in result.received] == ["hero_cdr_20261002.csv"] and f"UID {big}" in result.errors[0]
+    assert [r.name for r in result.received] == ["hero_cdr_20261002.csv"] and f"UID {big}" in result.entry_errors[0]
 
 
 def test_a_missing_folder_is_a_permanent_error(make_config, apps, dovecot, user):

@@ -88,17 +88,61 @@ def test_plus_addresses_route_carrier_and_cadence(app):
         route_of("cdrs+nobody@billing.example.com", app)
 
 
-def test_the_recipient_address_names_the_carrier_when_file_names_do_not(app):
+def routed_email(to: str, *attachments: tuple[str, bytes]) -> bytes:
+    """A carrier's email to ``to`` with ``attachments`` (name, bytes), and its signature logo inline."""
     message = EmailMessage()
     message["From"] = "noreply@carrier.example"
-    message["To"] = "cdrs+hero-daily@billing.example.com"
+    message["To"] = to
     message["Subject"] = "CDR"
+    message["Message-ID"] = "<routed@carrier.example>"
     message.set_content("attached")
-    message.add_attachment(render([record(9)]), maintype="text", subtype="csv", filename="export.csv")
-    [got] = take_message(app, io.BytesIO(message.as_bytes()), source="email")
-    stored = next(r for r in rows(app) if r["id"] == got.id)
-    assert (got.status, stored["carrier"], stored["cadence"]) == ("ignored", "hero", "daily")  # no rule gives a type
-    assert "no file rule of carrier 'hero'" in stored["error"]
+    message.add_alternative("<p>attached</p><img src='cid:logo'>", subtype="html")
+    message.get_payload()[1].add_related(PNG, maintype="image", subtype="png", cid="<logo>", filename="logo.png")
+    for name, data in attachments:
+        message.add_attachment(data, maintype="text", subtype="csv", filename=name)
+    return message.as_bytes()
+
+
+def test_a_routed_attachment_whose_name_tells_nothing_loads_as_the_carriers_default_type(app):
+    from ingest.load import load_queued
+
+    email = routed_email("cdrs+hero-daily@billing.example.com", ("October usage export.csv", render([record(9)])))
+    got = {r.name: r for r in take_message(app, io.BytesIO(email), source="email")}
+    assert (got["October usage export.csv"].status, got["logo.png"].status) == ("queued", "ignored")
+    [loaded] = load_queued(app)
+    assert (loaded.status, loaded.loaded) == ("loaded", 1)
+    stored = next(r for r in rows(app) if r["name"] == "October usage export.csv")
+    assert (stored["carrier"], stored["type"], stored["cadence"], stored["format"]) == ("hero", "cdr", "daily", "csv")
+
+
+def test_a_routed_attachment_a_file_rule_matches_takes_type_and_cadence_from_the_rule(app):
+    email = routed_email("cdrs+hero-daily@billing.example.com", ("hero_cdr_202609.csv", render([record(9)])))
+    take_message(app, io.BytesIO(email), source="email")
+    stored = next(r for r in rows(app) if r["name"] == "hero_cdr_202609.csv")
+    assert (stored["status"], stored["type"], stored["cadence"], stored["billing_period"]) == (
+        "queued", "cdr", "monthly", "2026-09")
+
+
+def test_the_carriers_default_type_applies_to_its_route_without_a_cadence(make_config):
+    from tests.conftest import app_with
+
+    app = app_with(make_config, '[carriers.fees]\nparser = "hero"\ndefault_type = "sdr"\n')
+    try:
+        email = routed_email("cdrs+fees@billing.example.com", ("fees.csv", render([record(9)])))
+        take_message(app, io.BytesIO(email), source="email")
+        stored = next(r for r in rows(app) if r["name"] == "fees.csv")
+        assert (stored["status"], stored["carrier"], stored["type"], stored["cadence"]) == (
+            "queued", "fees", "sdr", None)
+    finally:
+        app.close()
+
+
+def test_default_type_must_be_cdr_or_sdr(make_config):
+    from ingest.config import load_config
+    from ingest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"carriers.fees.default_type.*cdr, sdr"):
+        load_config(make_config('[carriers.fees]\nparser = "hero"\ndefault_type = "calls"\n'), env={})
 
 
 def test_cdr_upload_takes_a_saved_email(app, tmp_path):

@@ -156,3 +156,27 @@ def test_the_recipient_route_comes_before_the_source_carrier_as_for_imap(maildir
     assert collector.collect().errors == []
     [row] = rows(app)
     assert (row["carrier"], row["cadence"]) == ("hero", "daily")
+
+
+def test_two_watchers_moving_one_message_at_once_leave_one_copy_in_cur_and_no_error(maildir, monkeypatch):
+    root, make = maildir
+    app, slow = make()
+    _, fast = make()  # a second watcher process on the same Maildir
+    message = deliver(root, carrier_email(), "8.M8.host")
+    real_unlink, raced = os.unlink, []
+
+    def the_other_moves_it_in_between(path, *args, **kwargs):
+        # This watcher linked the message into cur/ and is about to unlink it from new/: the other one
+        # takes the same delivery now, finds the name in cur/ taken, and by the very same message.
+        if os.fspath(path) == str(message) and not raced:
+            raced.append(None)
+            raced[0] = fast.collect()
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", the_other_moves_it_in_between)
+    result = slow.collect()
+
+    [other] = raced
+    assert (result.errors, other.errors) == ([], [])
+    assert len(rows(app)) == 5 and os.listdir(root / "new") == []
+    assert os.listdir(root / "cur") == ["8.M8.host:2,S"]

@@ -11,8 +11,10 @@ Expected line numbers count the header as line 1. For JSON the line of a record 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -21,9 +23,9 @@ import pyarrow as pa
 import pytest
 
 from carriers import CANONICAL_NAMES, CANONICAL_SCHEMA, PARSERS, Parser, Source
-from carriers.base import BLOCK_SIZE, sniff_format
+from carriers.base import BLOCK_SIZE, _QuoteCheck, sniff_format
 from carriers.billingfeed import HeroParser, TechConnectionsParser
-from ingest.errors import ParseError
+from ingest.errors import NotText, ParseError
 from tests.records import LAYOUTS, record, render
 
 DELIMITED = ("csv", "txt", "pipe")
@@ -154,6 +156,31 @@ def big_file(feed: Feed, n: int, special: dict[int, dict[str, str]] | None = Non
     lines = [row(i, **special[i]) if i in special else template.replace(b"{id}", b"%d" % i) for i in range(1, n + 1)]
     head = (feed.sep.join(columns) + "\n").encode() if feed.header else b""
     return head + b"\n".join(lines) + b"\n"
+
+
+def _xlsx() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/worksheets/sheet1.xml", "<worksheet><sheetData/></worksheet>")
+    return out.getvalue()
+
+
+def _noise(n: int) -> bytes:
+    """``n`` bytes that look random (as compressed or encrypted content does), the same every run."""
+    return b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(n // 32 + 1))[:n]
+
+
+# Files that land in carrier folders by mistake, and what they are called in the error.
+NOT_TEXT = [
+    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", "a PDF document"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + _noise(200), "a PNG image"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + _noise(200), "a JPEG image"),
+    (_xlsx(), "spreadsheet"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "spreadsheet"),
+    ("ID,BillDate\r\n1,2026-10-01\r\n".encode("utf-16"), "UTF-16"),
+    (_noise(5000), "binary content"),
+]
 
 
 class ParserContract:
@@ -300,6 +327,8 @@ class ParserContract:
         ("UTCDateTime", "2026-10-01 00:05:09+13:00", "not a UTC date and time"),
         ("UTCDateTime", "", "required value is empty"),
         ("BillDate", "2026-02-30", "not a date"),
+        ("BillDate", "0000-01-01", "not a date"),  # the year 0 neither PostgreSQL nor Python can hold
+        ("UTCDateTime", "0000-01-01 10:00:00", "not a UTC date and time"),
         ("BillDate", "", "required value is empty"),
     ])
     def test_bad_value_names_line_and_field(self, feed, field, value, reason):
@@ -463,6 +492,126 @@ class ParserContract:
         assert feed.rows(data, file_format=None) == feed.rows(data)
 
 
+    # -- 8. what a file claims to be, and what it is --------------------------------------------------
+
+    def test_the_delimiter_is_sniffed_when_the_name_lies(self, delimited):
+        """A pipe-separated '.txt': the claimed delimiter gives one field per row, the real one the layout."""
+        rows = [record(1, TextDesc2="Spark mobile"), record(2, TextDesc1='He said "hi"', TextDesc2="two\nlines")]
+        data = delimited.render(rows)
+        expected = delimited.rows(data)
+        for claimed in DELIMITED:
+            if claimed != delimited.fmt:
+                assert delimited.parser().file_format(delimited.source(data, claimed)) == delimited.fmt
+                assert delimited.rows(data, file_format=claimed) == expected
+
+    def test_a_claimed_delimiter_that_splits_rows_is_kept(self, delimited):
+        """Only a delimiter that finds nothing to split is second-guessed: otherwise the file is wrong, and
+        fails as such."""
+        rows = [record(1, TextDesc2="a,b|c\td")]
+        data = delimited.render(rows)
+        for claimed in DELIMITED:
+            if claimed != delimited.fmt:
+                assert delimited.parser().file_format(delimited.source(data, claimed)) == claimed
+                assert "expected" in delimited.error(data, file_format=claimed).reason
+
+    @pytest.mark.parametrize("content, what", NOT_TEXT, ids=[what for _, what in NOT_TEXT])
+    def test_content_that_is_not_text(self, feed, content, what):
+        for claimed in (feed.fmt, None):
+            source = feed.source(content, claimed)
+            with pytest.raises(NotText) as info:
+                feed.parser().file_format(source)
+            with pytest.raises(NotText) as info:
+                list(feed.parser().batches(source))
+            assert info.value.file == feed.name
+            assert f"{feed.name}: not a delimited or JSON text file" in str(info.value) and what in str(info.value)
+
+    def test_record_lines(self, feed):
+        rows = [record(1), record(2, TextDesc1="two\nlines"), record(3), record(4)]
+        data = feed.render(rows, bom=True)
+        lines = feed.parser().record_lines(feed.source(data), [1, 3, 4])
+        assert lines == {1: feed.record_line(data, 1, delimited_line=1), 3: feed.record_line(data, 3, delimited_line=4),
+                         4: feed.record_line(data, 4, delimited_line=5)}
+
+    # -- 9. a column the layout needs must be there --------------------------------------------------
+
+    def test_calls_without_a_utc_time_column_fail(self, headed):
+        columns = [column for column in headed.columns if column != "UTCDateTime"]
+        data = render_columns([record(1), record(2)], columns, columns, headed.fmt)
+        err = headed.error(data)
+        assert (err.field, err.line) == ("UTCDateTime", 2 if headed.fmt == "json" else 1)
+        assert "missing" in err.reason
+
+    @pytest.mark.parametrize("spelling", ["UTC DateTime", "utc_date_time", "UTC-DateTime"])
+    def test_column_names_match_whatever_their_spacing(self, headed, spelling):
+        columns = ["ID", "BillDate", "UTCDateTime", "Charge", "ChargeExcl"]
+        names = [spelling if column == "UTCDateTime" else column for column in columns]
+        rows = [record(1), record(2, UTCDateTime="2026-10-02 01:02:03")]
+        got = headed.rows(render_columns(rows, columns, names, headed.fmt))
+        assert [r["utc_time"] for r in got] == ["2026-10-01 00:05:09", "2026-10-02 01:02:03"]
+
+    def test_json_keys_spelt_two_ways_in_one_object(self, json_feed):
+        data = (b'[\n {"ID": "1", "BillDate": "2026-10-01", "UTCDateTime": "2026-10-01 00:05:09", "Charge": "1",'
+                b' "ChargeExcl": "1"},\n {"ID": "2", "BillDate": "2026-10-01", "UTC DateTime": "2026-10-01 00:05:09",'
+                b' "Charge": "1", "ChargeExcl": "1", "charge": "2"}\n]')
+        err = json_feed.error(data)
+        assert (err.line, err.field) == (3, "Charge")
+        assert "twice" in err.reason
+
+    @pytest.mark.parametrize("key", ["ChargeExcl", "ID", "UTCDateTime"])
+    def test_a_json_object_missing_a_required_key_fails_at_that_object(self, json_feed, key):
+        rows = [record(1), record(2), record(3)]
+        del rows[1][key]
+        data = json_feed.render(rows)
+        err = json_feed.error(data)
+        assert (err.line, err.field) == (json_feed.record_line(data, 2, delimited_line=0), key)
+        assert "missing" in err.reason
+
+    def test_an_undecodable_byte_in_a_header_name_fails(self, headed_delimited):
+        feed = headed_delimited
+        data = feed.render([record(1), record(2)]).replace(b"TextDesc1", b"Text\xffDesc1", 1)
+        err = feed.error(data)
+        assert err.line == 1 and "UTF-8" in err.reason
+
+    # -- 10. types are what they claim -----------------------------------------------------------------
+
+    @pytest.mark.parametrize("field, value, what", [
+        ("Charge", True, "true/false"),
+        ("ID", True, "true/false"),
+        ("Seconds", False, "true/false"),
+        ("UTCDateTime", {"at": "2026-10-01 00:05:09"}, "an object"),
+        ("TextDesc1", ["a"], "an array"),
+        ("BillDate", [], "an array"),
+    ])
+    def test_json_values_of_a_wrong_type_fail(self, json_feed, field, value, what):
+        rows = [record(1), record(2), record(3)]
+        rows[1][field] = value
+        data = json_feed.render(rows)
+        err = json_feed.error(data)
+        assert (err.line, err.field) == (json_feed.record_line(data, 2, delimited_line=0), field)
+        assert what in err.reason and "where a number or text is expected" in err.reason
+
+    @pytest.mark.parametrize("stray", ['"He said "hi" again"', '"Spark" mobile', '"a""b"c"', '"x" ', '""x'])
+    def test_a_stray_quote_in_a_quoted_field_fails(self, delimited, stray):
+        rows = [record(1), record(2, TextDesc1="two\nlines"), record(3), record(4, TextDesc1="MARK"), record(5)]
+        data = delimited.render(rows).replace(b"MARK", stray.encode())
+        err = delimited.error(data)
+        assert err.line == delimited.record_line(data, 4, delimited_line=5)
+        assert "quote" in err.reason
+
+    def test_quotes_inside_an_unquoted_field_are_text(self, delimited):
+        data = delimited.render([record(1, TextDesc1="MARK")]).replace(b"MARK", b'12" screen "big"')
+        assert [r["text_desc1"] for r in delimited.rows(data)] == ['12" screen "big"']
+
+    def test_a_stray_quote_far_into_a_large_file(self, delimited):
+        """Past the first block read, after quoted fields that were fine."""
+        n, bad = 30_000, 29_000
+        data = big_file(delimited, n, {10: {"TextDesc1": 'say "hi"\nthere'}, bad: {"TextDesc1": "STRAY"}})
+        data = data.replace(b"STRAY", b'"say "hi" there"')
+        assert len(data) > BLOCK_SIZE
+        err = delimited.error(data)
+        assert err.line == line_of(data, b'"say "hi" there"')
+
+
 class TestHeroParser(ParserContract):
     parser_cls = HeroParser
 
@@ -500,6 +649,12 @@ class TestTechConnectionsParser(ParserContract):
         err = feed.error(feed.render(rows))
         assert (err.field, err.line) == ("UTCDateTime", feed.record_line(feed.render(rows), 2, delimited_line=2))
 
+    def test_service_fees_need_no_utc_time_column(self, headed):
+        columns = [column for column in headed.columns if column != "UTCDateTime"]
+        rows = [record(1, CallType="Line Rental", BParty="", Seconds="0"), record(2, CallType="Broadband")]
+        got = headed.rows(render_columns(rows, columns, columns, headed.fmt))
+        assert [(r["record_type"], r["utc_time"]) for r in got] == [("sdr", None), ("sdr", None)]
+
     def test_options_override_the_defaults(self, feed):
         rows = [record(1, CallType="Line Rental"), record(2, CallType="toll free"), record(3, BParty="", Seconds="0")]
         options = {"service_call_types": ["Toll Free"], "service_when_no_bparty": False}
@@ -511,3 +666,16 @@ def test_sniffing_tricky_heads():
     assert sniff_format(b"\xef\xbb\xbf \r\n [") == "json"
     assert sniff_format(b'ID|"a,b,c"|x|y\n1,2,3,4,5,6') == "pipe"
     assert sniff_format(b"ID,BillDate\n") == "csv"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 1 << 20])
+def test_quotes_are_checked_across_reads_of_any_size(size):
+    """A quoted field, a doubled quote or a stray one cut anywhere by the reads pyarrow makes."""
+    good = b'\xef\xbb\xbf"ID","T"\n1,"a ""b"" c"\n2,"",""""\n3,"x\n""y""",12" z\n4,"end"'
+    for data, line in ((good, None), (good + b'\n5,"He said "hi" again",x\n', 7), (good + b'\n6,"x"y', 7)):
+        check = _QuoteCheck(io.BytesIO(data), ",")
+        read = b""
+        while chunk := check.read(size):
+            read += chunk
+        assert read == data
+        assert check.stray_line == line

@@ -11,6 +11,7 @@ import socket
 import stat
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncssh
@@ -57,6 +58,23 @@ class SftpRemote:
 
     def path(self, local: Path) -> str:
         return self.server.path(local)
+
+    @contextmanager
+    def denied(self, local: Path):
+        refused = os.fsencode(self.path(local))
+        normal = self.server.sftp_class
+
+        class Locked(normal):
+            def open(self, path, pflags, attrs):
+                if path.endswith(refused):
+                    raise asyncssh.SFTPPermissionDenied("not yours")
+                return super().open(path, pflags, attrs)
+
+        self.server.sftp_class = Locked
+        try:
+            yield
+        finally:
+            self.server.sftp_class = normal
 
     def source_toml(self, name: str, dirs: list[dict], **options) -> str:
         base = {"host": self.server.host, "port": self.server.port, "username": USER,
@@ -408,9 +426,9 @@ def test_names_escaping_the_directory_are_refused_and_never_staged(make_config, 
     app, collector = source(make_config, remote, apps)
     result = collector.collect()
     assert [r.name for r in result.received] == ["hero_cdr_20261001.csv"]
-    assert len(result.errors) == len(reported)
+    assert result.errors == [] and len(result.entry_errors) == len(reported)
     for name in reported:
-        assert any("not a plain file name" in e and repr(name.decode()) in e for e in result.errors), name
+        assert any("not a plain file name" in e and repr(name.decode()) in e for e in result.entry_errors), name
     assert [row["name"] for row in catalog_rows(app)] == ["hero_cdr_20261001.csv"]
     assert all(p.read_bytes() != outside for p in staged_blobs(app))
     assert collected(app) == {("/daily/hero_cdr_20261001.csv", len(DATA), int(os.stat(remote.root / "daily" / "hero_cdr_20261001.csv").st_mtime))}
@@ -508,7 +526,8 @@ def test_permission_denied_on_one_file_is_reported_and_the_others_are_taken(make
         transport.close()
     result = collector.collect()
     assert [r.name for r in result.received] == ["b_open.csv"]
-    assert len(result.errors) == 1 and "a_locked.csv" in result.errors[0] and "permission denied" in result.errors[0]
+    assert result.errors == [] and len(result.entry_errors) == 1
+    assert "a_locked.csv" in result.entry_errors[0] and "permission denied" in result.entry_errors[0]
     assert [p for p, _, _ in collected(app)] == ["/daily/b_open.csv"]
 
 

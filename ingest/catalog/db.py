@@ -73,7 +73,17 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _postgres_connect(dbapi_connection, _record):
+        # Whatever the server, database or role says: the session works in UTC, so that anything the server
+        # turns into or reads from zone-less text (a COPY, a cast, a date of a timestamptz) means UTC, as the
+        # catalog's times do.
+        dbapi_connection.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()
+
+    return engine
 
 
 def _switch_to_wal(cursor, budget_seconds: float = SQLITE_BUSY_SECONDS) -> None:
@@ -245,7 +255,7 @@ class Catalog:
             yield
         except OperationalError as exc:
             if is_transient_db_error(exc):
-                raise DatabaseBusy(f"catalog database busy or unreachable: {_first_line(exc.orig)}") from exc
+                raise DatabaseBusy(f"catalog database busy or unreachable: {first_line(exc.orig)}") from exc
             raise
 
     def dispose(self) -> None:
@@ -253,14 +263,14 @@ class Catalog:
 
 
 def is_transient_db_error(exc: DBAPIError) -> bool:
+    """Whether retrying later, unchanged, may succeed. SQLite: the database is locked or busy. PostgreSQL: the
+    connection was lost, or psycopg raised an OperationalError (or a subclass: a lock not available, a
+    serialization failure or deadlock, the server shutting down or short of resources), which it raises for the
+    server's state, never for the data."""
     orig = exc.orig
     if isinstance(orig, sqlite3.OperationalError):
         return "locked" in str(orig) or "busy" in str(orig)
-    return bool(getattr(exc, "connection_invalidated", False)) or type(orig).__name__ in (
-        "OperationalError",
-        "SerializationFailure",
-        "DeadlockDetected",
-    )
+    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, OperationalError)
 
 
 def _lock_key(name: str) -> int:
@@ -268,8 +278,9 @@ def _lock_key(name: str) -> int:
     return zlib.crc32(name.encode()) - 2**31
 
 
-def _first_line(exc: object) -> str:
+def first_line(exc: object) -> str:
+    """An error's message as one line: its first (driver messages add DETAIL and CONTEXT lines)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["Catalog", "PermanentError", "describe_url", "make_engine", "normalise_url"]
+__all__ = ["Catalog", "PermanentError", "describe_url", "first_line", "make_engine", "normalise_url"]

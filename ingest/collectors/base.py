@@ -4,10 +4,16 @@ A collector is built from one ``[[sources]]`` entry and knows one way of finding
 one pass: it finds what is ready, pushes each file through the intake door (``ingest.intake.receive``), and
 marks it taken at its source only once the door has committed it. A pass never raises for one bad file; it
 reports it in the result, so one file (or one source) failing never stops the others.
+
+The result keeps the two kinds of trouble apart: ``errors`` means the source itself failed (unreachable,
+login refused, a listing that broke), so the pass failed and is retried with backoff; ``entry_errors`` are
+entries the pass could not take (a refused remote name, a file the server will not let us open) while it
+took every other one: the pass succeeded, and the entries are reported (``cdr status``) for a person to fix.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -21,6 +27,7 @@ class PassResult:
     source: str
     received: list[Received] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    entry_errors: list[str] = field(default_factory=list)
     # The source itself was refused (login, host key, certificate): retrying soon would only hammer it.
     failed_permanently: bool = False
 
@@ -39,11 +46,15 @@ class Collector(ABC):
     watched: ClassVar[bool] = False
     # option -> (type, required)
     OPTIONS: ClassVar[dict[str, tuple[type | tuple[type, ...], bool]]] = {}
+    # The fewest seconds the source's owner allows between two queries: no run, nor a retry, comes sooner.
+    min_gap_seconds: ClassVar[float] = 0.0
 
     def __init__(self, app, spec):
         self.app = app
         self.spec = spec
         self.name = spec.name
+        # Set when the daemon is stopping: a collector may check it between entries and end its pass early.
+        self.stopping = threading.Event()
 
     @classmethod
     def check_options(cls, spec, config, key: str) -> None:

@@ -2,19 +2,25 @@
 
 Each pass asks for the records after the stored cursor (``fromid``; 1 on the very first query), by POST so the
 password is never in a URL, and keeps asking from the new cursor until an answer is empty (at most
-``max_pages`` answers a pass). Each answer is checked before anything is kept: an HTTP error, a timeout or a
-reset, an HTML page, an ``ERROR: ...`` text, a body that does not parse in the asked format, or JSON that is
-not an array is an error of the pass (a refused login is permanent and not retried before the next scheduled
-run). A good answer is staged through the intake door as a file named from the source and its ID range, and
-the cursor advances to the answer's highest ID *in the same transaction*. A crash between answer and commit
-asks again from the old cursor; the record keys (carrier + ID) make sure nothing is loaded twice.
+``max_pages`` answers a pass). An answer without records ends the pass cleanly: once caught up the feed
+answers with an empty body (0 bytes or whitespace), a header row alone, or ``[]``. Each answer is checked
+before anything is kept: an HTTP error, a timeout or a reset, a body cut short (fewer bytes than its
+``Content-Length``, a chunked body without its last chunk), an HTML page, an ``ERROR: ...`` text, a body that
+does not parse in the asked format, or JSON that is not an array is an error of the pass (a refused login is
+permanent and not retried before the next scheduled run). A good answer is staged through the intake door
+as a file named from the source and its ID range, and the cursor advances to the answer's highest ID *in the
+same transaction*. A crash between answer and commit asks again from the old cursor; the record keys
+(carrier + ID) make sure nothing is loaded twice.
 
-The carriers ask for no more than one query every 10 minutes: a faster schedule is refused at start.
-``backfill(date, hour)`` fetches one day or hour through the same door without moving the cursor.
+The carriers ask for no more than one query every 10 minutes: a faster schedule is refused at start, and a
+failed pass is not retried sooner either (``min_gap_seconds``). ``backfill(date, hour)`` fetches one day or
+hour through the same door without moving the cursor.
 """
 
 from __future__ import annotations
 
+import codecs
+import http.client
 import io
 import json
 import logging
@@ -46,6 +52,7 @@ SPOOL_IN_MEMORY = 8 << 20
 
 class BillingFeed(Collector):
     kind = "billing_feed"
+    min_gap_seconds = MIN_INTERVAL
     OPTIONS = {
         "url": (str, True),
         "login": (str, True),
@@ -81,7 +88,7 @@ class BillingFeed(Collector):
         if options.get("max_pages", 20) < 1:
             raise ConfigError(f"{key}.max_pages", "must be at least 1")
         schedule = Schedule.of(options, key)
-        if schedule.shortest_gap() < MIN_INTERVAL:
+        if schedule.shortest_gap() < cls.min_gap_seconds:
             raise ConfigError(f"{key}.{'schedule' if schedule.cron else 'interval_seconds'}",
                               "the carriers ask for no more than one query every 10 minutes (600 s)")
 
@@ -163,35 +170,52 @@ class BillingFeed(Collector):
     # -- HTTP ---------------------------------------------------------------------------------------
 
     def _post(self, params: dict[str, str]):
+        """The whole answer to one query, spooled (with its ``content_type``), or a CdrError: no part of an
+        answer that failed or ended before its end is ever returned."""
         data = urllib.parse.urlencode(params).encode()
         request = urllib.request.Request(self.url, data=data, method="POST",
                                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        try:
+            spooled.content_type = self._fetch(request, spooled)  # type: ignore[attr-defined]
+        except BaseException:
+            spooled.close()
+            raise
+        spooled.seek(0)
+        return spooled
+
+    def _fetch(self, request: urllib.request.Request, target) -> str:
+        """Write the answer's whole body to ``target`` and return its content type; HTTP and network
+        failures raised as CdrErrors."""
         context = ssl.create_default_context(cafile=self.option("ca_file"))
         where = self.url
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:
-                spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-                kind = response.headers.get_content_type()
-                while chunk := response.read(1 << 20):
-                    spooled.write(chunk)
+                _read_whole(response, target)
+                return response.headers.get_content_type()
         except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise PermanentError(f"{where}: login refused (HTTP {exc.code})") from None
-            raise TransientError(f"{where}: HTTP {exc.code} {exc.reason}") from None
+            with exc:  # it holds the connection
+                if exc.code in (401, 403):
+                    raise PermanentError(f"{where}: login refused (HTTP {exc.code})") from None
+                raise TransientError(f"{where}: HTTP {exc.code} {exc.reason}") from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ssl.SSLCertVerificationError):
                 raise PermanentError(f"{where}: TLS certificate not trusted: {exc.reason.verify_message}") from None
             raise TransientError(f"{where}: {exc.reason}") from None
         except (socket.timeout, TimeoutError):
             raise TransientError(f"{where}: no answer within {self.timeout:g} s") from None
+        except http.client.IncompleteRead:
+            raise TransientError(f"{where}: the answer was cut short before its end; nothing of it kept") from None
         except (ConnectionError, OSError) as exc:
             raise TransientError(f"{where}: connection failed: {exc.__class__.__name__}") from None
-        spooled.seek(0)
-        spooled.content_type = kind  # type: ignore[attr-defined]
-        return spooled
+        except http.client.HTTPException as exc:
+            raise TransientError(f"{where}: not a valid HTTP answer: {exc.__class__.__name__}") from None
 
     def _check(self, body) -> tuple[int, int]:
-        """(records, highest ID) of an answer that really is data in the asked format; else an error."""
+        """(records, highest ID) of an answer that really is data in the asked format; else an error. A
+        blank answer is the caught-up feed's "no new records", (0, 0), whatever content type it claims."""
+        if _is_blank(body):
+            return 0, 0
         head = body.read(512)
         body.seek(0)
         text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
@@ -215,6 +239,31 @@ class BillingFeed(Collector):
         except ParseError as exc:
             raise TransientError(f"{self.url}: the answer does not parse as {self.format}: {exc}") from None
         return count, highest
+
+
+def _read_whole(response: http.client.HTTPResponse, target) -> None:
+    """Copy the answer's body into ``target``; ``http.client.IncompleteRead`` if it ends before its
+    ``Content-Length`` (``read(amt)`` just returns ``b""`` there: the short body would pass for a whole one)."""
+    declared = response.length  # the Content-Length; None when chunked (http.client checks its framing)
+    received = 0
+    while chunk := response.read(1 << 20):
+        target.write(chunk)
+        received += len(chunk)
+    if declared is not None and received < declared:
+        raise http.client.IncompleteRead(b"", declared - received)
+
+
+def _is_blank(body) -> bool:
+    """Whether the answer holds nothing but whitespace (a UTF-8 byte-order mark aside)."""
+    try:
+        chunk = body.read(1 << 16).removeprefix(codecs.BOM_UTF8)
+        while chunk:
+            if chunk.strip():
+                return False
+            chunk = body.read(1 << 16)
+        return True
+    finally:
+        body.seek(0)
 
 
 def _json_kind(body) -> str:

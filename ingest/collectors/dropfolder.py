@@ -5,36 +5,53 @@ A file is taken when it is at least ``min_age_seconds`` old (by mtime) and eithe
 - its size and mtime have not changed for ``settle_seconds`` (the periodic rescan's safety net, for events
   missed while nothing was watching, or a file copied in from another file system).
 Names starting with a dot and ``.part``/``.tmp``/``.partial``/``.filepart`` names are never taken (writers
-that write under such a name and rename when done are taken the moment they rename).
+that write under such a name and rename when done are taken the moment they rename). Nothing in the folder is
+trusted: a symlink is never followed nor taken, and is reported; so is a dot-file once it has not been
+written for ``settle_seconds`` (a writer's temporary file while it is written is not). Each is reported in
+every pass's errors while it is there; ``ingest.watch`` logs it once.
 
 A saved email (``.eml``) is opened and its attachments taken, as ``cdr upload message.eml`` does.
 
 A taken file goes through the intake door and is then moved to ``done/`` beside it; nothing is deleted or
-overwritten (a name already in ``done/`` gets a suffix). If the file changes while it is being read, the
+overwritten (a name already in ``done/`` gets a number before its extension, ``name (2).csv``, the name
+shortened if it must be to fit). ``done/`` must be a real folder owned by this process's user or root: if it
+is a symlink, not a folder, or someone else's, nothing is moved into it and nothing is taken from the drop
+folder (each pass reports why) until it is fixed; the files wait where they are.
+
+If the file changes while it is being read, the
 intake is rolled back and the file is tried again later; a file that changed after its intake committed is
 left in place and offered again as a new delivery. A crash between the commit and the move is harmless: the
-same delivery (path, inode, mtime, size) offered again returns the rows already recorded.
+same delivery (path, inode, mtime, size) offered again returns the rows already recorded. A file that is
+gone when it is to be read or moved was taken by another watcher on the same folder (or removed): that is
+no error, and it is logged at debug level only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import itertools
 import logging
 import os
+import pwd
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..config import CADENCES, FILE_TYPES, FORMATS
 from ..errors import CdrError, ConfigError, IntakeError
 from ..intake import Origin, receive
 from ..mail import Route, take_message
+from ..staging import safe_name
 from .base import Collector, PassResult
 
 log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload")
+# Suffixes that compress one file: kept with the suffix before them when a name is numbered (a.csv.gz -> a (2).csv.gz).
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".z")
 
 
 class DropFolder(Collector):
@@ -152,10 +169,24 @@ class DropFolder(Collector):
         if not self.path.is_dir():
             result.errors.append(f"drop folder {self.path} does not exist")
             return result
+        try:
+            with _destination(self.done, create=False):
+                pass  # checked before anything is taken, not only when the first file is moved
+        except (IntakeError, OSError) as exc:
+            result.errors.append(_message(exc))
+            return result
         now = self.clock()
         present = set()
         for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
-            if not entry.is_file(follow_symlinks=False) or _skipped(entry.name):
+            shown = safe_name(entry.name)  # a name is the dropper's: never a line break in a message
+            if entry.is_symlink():
+                result.errors.append(f"{shown}: a symlink; never followed nor taken (put the file itself here)")
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if _skipped(entry.name):
+                if entry.name.startswith(".") and self._abandoned(entry, now):
+                    result.errors.append(f"{shown}: a hidden (dot) name; never taken (rename it without the dot)")
                 continue
             present.add(entry.name)
             try:
@@ -163,17 +194,15 @@ class DropFolder(Collector):
                 if not self._ready(entry.name, stat, now):
                     continue
                 result.received.extend(self._take(Path(entry.path), stat))
-            except CdrError as exc:
-                if exc.transient:
-                    result.errors.append(f"{entry.name}: {exc}")
-                else:
-                    log.warning("drop folder %s: %s: %s", self.name, entry.name, exc)
-                    result.errors.append(f"{entry.name}: {exc}")
-            except OSError as exc:
-                result.errors.append(f"{entry.name}: {exc.strerror or exc}")
             except Exception as exc:  # a pass never raises for one file
-                log.exception("drop folder %s: %s", self.name, entry.name)
-                result.errors.append(f"{entry.name}: {type(exc).__name__}: {exc}")
+                if not os.path.lexists(entry.path):
+                    log.debug("drop folder %s: %s is gone: taken by another watcher, or removed", self.name, shown)
+                    continue
+                if not isinstance(exc, (CdrError, OSError)):
+                    log.exception("drop folder %s: %s", self.name, shown)
+                elif isinstance(exc, CdrError) and not exc.transient:
+                    log.warning("drop folder %s: %s: %s", self.name, shown, exc)
+                result.errors.append(f"{shown}: {_message(exc)}")
         with self._lock:
             for table in (self._finished, self._seen):
                 for name in list(table):
@@ -186,6 +215,13 @@ class DropFolder(Collector):
         """How many files are present but not yet taken (waiting to be complete)."""
         with self._lock:
             return len(self._seen)
+
+    def _abandoned(self, entry: os.DirEntry, now: float) -> bool:
+        """Not written for ``settle_seconds``: no writer's temporary file, but one left here."""
+        try:
+            return now - entry.stat(follow_symlinks=False).st_mtime >= self.settle
+        except FileNotFoundError:
+            return False
 
     def _ready(self, name: str, stat: os.stat_result, now: float) -> bool:
         key = (stat.st_size, stat.st_mtime_ns)
@@ -245,18 +281,94 @@ class DropFolder(Collector):
         # of the same name, leave it; the next pass offers it as a new delivery.
         if _identity(os.stat(path, follow_symlinks=False)) != _identity(stat):
             raise IntakeError(f"{path.name} changed after it was recorded; left in place to be taken again")
-        self._file_away(path, file_id)
+        with _destination(self.done, create=True) as into:
+            self._file_away(path, file_id, into)
 
-    def _file_away(self, path: Path, file_id: int | None) -> None:
-        """Move a taken file to done/, never over an earlier one."""
-        self.done.mkdir(exist_ok=True)
-        target = self.done / path.name
-        suffix = str(file_id) if file_id is not None else str(int(time.time()))
-        attempt = 0
-        while os.path.lexists(target):  # never overwrite an earlier file in done/
-            attempt += 1
-            target = self.done / (f"{path.name}.{suffix}" if attempt == 1 else f"{path.name}.{suffix}-{attempt}")
-        os.replace(path, target)
+    def _file_away(self, path: Path, file_id: int | None, into: int) -> None:
+        """Move a taken file into done/ (``into``: its descriptor) under its own name, or else the first free
+        ``name (n).ext``; never over an earlier file."""
+        name_max = os.fpathconf(into, "PC_NAME_MAX")
+        for number in itertools.count(1):
+            target = path.name if number == 1 else numbered(path.name, number, name_max)
+            try:
+                os.stat(target, dir_fd=into, follow_symlinks=False)
+            except FileNotFoundError:
+                os.replace(path, target, dst_dir_fd=into)
+                return
+
+
+def numbered(name: str, number: int, name_max: int = 255) -> str:
+    """``name`` with `` (number)`` before its extension (``a.csv`` -> ``a (2).csv``, ``a.csv.gz`` ->
+    ``a (2).csv.gz``), the part before shortened as needed so the whole fits in ``name_max`` bytes."""
+    stem, extension = _split_extension(name)
+    tail = f" ({number}){extension}"
+    budget = name_max - len(os.fsencode(tail))
+    while len(os.fsencode(stem)) > budget:
+        stem = stem[:-1]  # by characters, never splitting one
+    return stem + tail
+
+
+def _split_extension(name: str) -> tuple[str, str]:
+    """``name`` as (stem, extension): the last suffix, with the one before it if the last is a compression
+    suffix. Only short alphanumeric suffixes count, so a long dotted name is a stem with no extension."""
+    def suffix(text: str) -> str:
+        head, dot, tail = text.rpartition(".")
+        return dot + tail if head and 0 < len(tail) <= 8 and tail.isalnum() else ""
+
+    extension = suffix(name)
+    if extension.lower() in COMPRESSION_SUFFIXES:
+        extension = suffix(name[: -len(extension)]) + extension
+    return name[: len(name) - len(extension)], extension
+
+
+@contextlib.contextmanager
+def _destination(folder: Path, *, create: bool) -> Iterator[int | None]:
+    """A descriptor of ``folder``, where taken files are moved; None if it does not exist (unless ``create``).
+
+    Raises IntakeError if it is a symlink or no folder, or is owned by neither this process's user nor root:
+    files moved there would go wherever the link points, or to someone else. Moving through the descriptor
+    keeps to the folder checked here even if its name is swapped for a link afterwards."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if create:
+            raise
+        fd = None
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        what = "a symlink" if os.path.islink(folder) else "not a folder"
+        raise IntakeError(f"{folder} is {what}: files are never moved into it, and none is taken from this "
+                          "folder until it is a plain folder") from None
+    try:
+        owner = None if fd is None else os.fstat(fd).st_uid
+        if owner not in (None, os.geteuid(), 0):
+            raise IntakeError(f"{folder} belongs to {_user(owner)}, neither this process's user nor root: files "
+                              "are never moved into it, and none is taken from this folder until it is given to "
+                              "one of them")
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _message(exc: Exception) -> str:
+    """One line for an error while taking a file."""
+    if isinstance(exc, CdrError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:

@@ -24,7 +24,8 @@ Connections are TLS (``security = "imaps"``, default port 993, or ``"starttls"``
 the system store or ``ca_file``; ``"plain"`` is refused except to this machine. The password comes from
 ``${ENV}`` or ``password_file``. Server errors are mapped once, here, to transient (unreachable, dropped,
 timed out) or permanent (login, certificate, missing folder) errors; a message over ``max_message_bytes``
-(default 50 MiB) is reported and left in the mailbox.
+(default 50 MiB), or one that cannot be taken, fails that message only: it is reported in the pass result's
+``entry_errors`` and left in the mailbox, and the pass still succeeds.
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ class ImapMailbox(Collector):
             if uid not in sizes:
                 continue  # expunged by someone else since the search
             if sizes[uid] > self.max_bytes:
-                result.errors.append(f"{self.where} {self.folder} UID {uid}: the message is {sizes[uid]} bytes, over "
-                                     f"max_message_bytes ({self.max_bytes}); left in the mailbox")
+                result.entry_errors.append(f"{self.where} {self.folder} UID {uid}: the message is {sizes[uid]} bytes, "
+                                           f"over max_message_bytes ({self.max_bytes}); left in the mailbox")
                 continue
             count += self._take(session, uidvalidity, uid, result)
 
@@ -202,8 +203,10 @@ class ImapMailbox(Collector):
             except Exception as exc:  # this message only: it stays unmarked, is reported, and is tried next pass
                 if not isinstance(exc, CdrError):
                     log.exception("source %s: %s UID %s could not be taken", self.name, self.folder, uid)
-                result.errors.append(f"{self.where} {self.folder} UID {uid} ({headers.get('Subject', '')!r}): "
-                                     f"{exc if isinstance(exc, CdrError) else type(exc).__name__ + ': ' + str(exc)}")
+                message = (f"{self.where} {self.folder} UID {uid} ({headers.get('Subject', '')!r}): "
+                           f"{exc if isinstance(exc, CdrError) else type(exc).__name__ + ': ' + str(exc)}")
+                # A busy catalog fails the pass (retried soon); a message we cannot take fails that message only.
+                (result.errors if isinstance(exc, CdrError) and exc.transient else result.entry_errors).append(message)
                 return False
         del raw
         faults.point("imap.staged")

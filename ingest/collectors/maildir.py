@@ -35,7 +35,7 @@ class Maildir(DropFolder):
         super().__init__(app, spec, *args, **kwargs)
         self.root = Path(self.option("path"))
         self.path = self.root / "new"
-        self.cur = self.root / "cur"
+        self.done = self.root / "cur"  # checked and moved into as a drop folder's done/ is
 
     def start_watching(self, wake=None) -> None:
         for sub in SUBFOLDERS:  # as a delivery agent would make it
@@ -48,16 +48,22 @@ class Maildir(DropFolder):
     def _ready(self, name: str, stat: os.stat_result, now: float) -> bool:
         return True  # renamed in from tmp/ by the delivery agent: complete
 
-    def _file_away(self, path: Path, file_id: int | None) -> None:
-        """Into cur/ as Seen, never over a message already there."""
+    def _file_away(self, path: Path, file_id: int | None, into: int) -> None:
+        """Into cur/ (``into``: its descriptor) as Seen, never over a message already there."""
         unique, _, info = path.name.partition(":")
         flags = "".join(sorted(set(info[2:] if info.startswith("2,") else "") | {"S"}))
-        target, attempt = self.cur / f"{unique}:2,{flags}", 0
+        target, attempt = f"{unique}:2,{flags}", 0
         while True:
             try:
-                os.link(path, target)  # never replaces: a writer that reused a unique name keeps both messages
+                os.link(path, target, dst_dir_fd=into)  # never replaces: a reused unique name keeps both messages
                 break
             except FileExistsError:
+                if _same_file(os.stat(path), os.stat(target, dir_fd=into, follow_symlinks=False)):
+                    break  # another watcher of this Maildir linked this very message there a moment ago
                 attempt += 1
-                target = self.cur / f"{unique}.{file_id or 'again'}-{attempt}:2,{flags}"
+                target = f"{unique}.{file_id or 'again'}-{attempt}:2,{flags}"
         os.unlink(path)
+
+
+def _same_file(one: os.stat_result, other: os.stat_result) -> bool:
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)

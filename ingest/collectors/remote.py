@@ -5,7 +5,7 @@ file for reading, stat, delete, rename. :class:`RemoteCollector` does the rest, 
 
 - lists each configured directory (each mapped to carrier, file type, cadence, include/exclude patterns);
 - skips dot-files, ``.part``/``.tmp`` names and names that are not plain file names (``../x``, ``a/b``,
-  control bytes: reported, never used as paths);
+  control bytes: reported as entry errors, never used as paths);
 - takes a file only when its mtime is ``min_age_seconds`` old and, with ``stable_listings = 2`` (default),
   a previous listing showed the same size and mtime (the observation is kept in the catalog, so this holds
   across passes, restarts and one-shot ``cdr collect`` runs);
@@ -14,10 +14,14 @@ file for reading, stat, delete, rename. :class:`RemoteCollector` does the rest, 
 - streams the file through the intake door, and records it collected *in the intake transaction*, after
   checking the transfer got every byte of an unchanged file; a fault anywhere leaves it uncollected;
 - then applies ``after``: ``keep`` (default), ``delete`` or ``move`` to ``move_to``. A failure there is
-  reported; the file is already recorded, so it is never fetched twice.
+  reported; the file is already recorded, so it is never fetched twice;
+- once ``stopping`` is set (the daemon is stopping), takes no further file: the rest wait for the next pass.
 
 Transport errors are mapped once, in the transport, to :class:`TransientError` (connection refused or lost,
-timeouts: retried later) or :class:`PermanentError` (authentication refused, host key mismatch).
+timeouts: retried later) or :class:`PermanentError` (authentication refused, host key mismatch). A
+PermanentError while taking one file (it cannot be opened) fails that entry only: it is reported in the pass
+result's ``entry_errors`` and every other file is still taken; the pass counts as a success. Only a failure of
+the source itself (connecting, listing, a connection lost mid-transfer) fails the pass.
 """
 
 from __future__ import annotations
@@ -189,6 +193,8 @@ class RemoteCollector(Collector):
         try:
             with self.session() as transport:
                 for mapping in self.dirs:
+                    if self.stopping.is_set():
+                        break
                     self._collect_dir(transport, mapping, result)
         except CdrError as exc:
             result.errors.append(str(exc))
@@ -210,7 +216,8 @@ class RemoteCollector(Collector):
         for key in sorted(listed.keys() - collected):
             path, entry = key[0], listed[key]
             if not plain_name(entry.name):  # before the hidden-file skip: "../x" must be reported, not just skipped
-                result.errors.append(f"{mapping.path}: refused a remote name that is not a plain file name: {entry.name!r}")
+                result.entry_errors.append(
+                    f"{mapping.path}: refused a remote name that is not a plain file name: {entry.name!r}")
                 continue
             if _skipped(entry.name):
                 continue
@@ -229,10 +236,12 @@ class RemoteCollector(Collector):
                                                        for path, entry, known in observations])
                 remote_state.forget_pending(conn, self.name, present, mapping.path)
         for path, entry in ready:
+            if self.stopping.is_set():  # stopping: the rest are taken on the next pass
+                return
             try:
                 result.received.extend(self._take(transport, mapping, path, entry))
-            except PermanentError as exc:
-                result.errors.append(f"{path}: {exc}")
+            except PermanentError as exc:  # this entry is refused (permission, gone); the others go on
+                result.entry_errors.append(f"{path}: {exc}")
                 log.warning("source %s: %s: %s", self.name, path, exc)
 
     def _take(self, transport: Transport, mapping: DirMapping, path: str, entry: RemoteEntry):
