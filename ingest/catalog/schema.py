@@ -132,6 +132,10 @@ files = Table(
     Column("given_format", String),
     # A failed file replaced by a corrected file of the same carrier and name that loaded (status superseded).
     Column("superseded_by", Id),
+    # The first and last of its records' own dates, once loaded (migration 0006): a file whose name carries no
+    # date gets its billing period from them, and ``cdr files --period`` finds it by the months it covers.
+    Column("records_from", Date),
+    Column("records_to", Date),
     Index(None, "fingerprint"),
     Index(None, "carrier", "name"),
     Index(None, "status"),
