@@ -446,11 +446,29 @@ def read_json_array(source: Source, rows_per_block: int = 65536) -> Iterator[Tex
         rows.append(obj)
         lines.append(line)
         if len(rows) >= rows_per_block:
-            yield _json_block(rows, lines, ordinal)
+            yield _json_block_of(source, rows, lines, ordinal)
             ordinal += len(rows)
             rows, lines = [], []
     if rows:
-        yield _json_block(rows, lines, ordinal)
+        yield _json_block_of(source, rows, lines, ordinal)
+
+
+def _json_block_of(source: Source, rows: list[dict[str, Any]], lines: list[int], ordinal: int) -> TextBlock:
+    """:func:`_json_block`, with text that is not valid Unicode (a lone surrogate escape such as ``"\\ud800"``,
+    which JSON allows and no database stores) failing the file at its line and key."""
+    try:
+        return _json_block(rows, lines, ordinal)
+    except UnicodeEncodeError:
+        for line, row in zip(lines, rows):
+            for key, value in row.items():
+                for text in (key, value if isinstance(value, str) else ""):
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
+                        raise ParseError(source.name, line, shown,
+                                         "not valid Unicode text (a lone surrogate escape)") from None
+        raise
 
 
 def _json_decoder() -> json.JSONDecoder:

@@ -3,53 +3,61 @@ over these; each change is one catalog transaction, audited with the acting user
 
 from __future__ import annotations
 
+import os
+import zipfile
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import select
+from typing import Any, BinaryIO
 
 from . import intake
 from .app import App
 from .catalog import files as catalog_files
-from .catalog.schema import records
 from .config import CADENCES, FILE_TYPES, FORMATS
 from .errors import IntakeError, InvalidState, NotFound
 from .load import LoadResult, load_file
+from .staging import ProgressFactory, ProgressReader
 
 RELEASABLE = ("held",)
 DISCARDABLE = ("held", "failed", "queued", "ignored")
 
 
 def upload(app: App, path: Path, *, carrier: str, file_type: str, cadence: str | None = None,
-           period: str | None = None, file_format: str | None = None, actor: str | None = None) -> list[intake.Received]:
-    """A manual upload: the admin names the carrier and the file type, as the platform requires."""
+           period: str | None = None, file_format: str | None = None, actor: str | None = None,
+           progress: ProgressFactory | None = None) -> list[intake.Received]:
+    """A manual upload: the admin names the carrier and the file type, as the platform requires. ``progress``
+    is told of the staging (bytes read), see :func:`_opened`."""
     app.config.carrier(carrier)
     for value, allowed, what in ((file_type, FILE_TYPES, "type"), (cadence, CADENCES, "cadence"),
                                  (file_format, FORMATS, "format")):
         if value is not None and value not in allowed:
             raise InvalidState(f"unknown {what} {value!r} (one of {', '.join(allowed)})")
-    try:
-        stream = open(path, "rb")
-    except OSError as exc:
-        raise IntakeError(f"cannot read {path}: {exc.strerror}") from None
-    with stream:
+    with _opened(path, progress) as stream:
         origin = intake.Origin(source=intake.UPLOAD, name=Path(path).name, location=str(Path(path).resolve()),
                                carrier=carrier, file_type=file_type, cadence=cadence, billing_period=period,
                                file_format=file_format)
         return intake.receive(app, stream, origin, actor=actor)
 
 
-def upload_email(app: App, path: Path, *, carrier: str | None = None, actor: str | None = None) -> list[intake.Received]:
+def upload_email(app: App, path: Path, *, carrier: str | None = None, actor: str | None = None,
+                 progress: ProgressFactory | None = None) -> list[intake.Received]:
     """A saved email (.eml): every attachment through the door, routed by its addresses (or ``carrier``)."""
     from .mail import Route, take_message
 
     route = Route(carrier=app.config.carrier(carrier).name) if carrier else None
+    with _opened(path, progress) as stream:
+        return take_message(app, stream, source=intake.UPLOAD, route=route, actor=actor)
+
+
+def _opened(path: Path, progress: ProgressFactory | None) -> BinaryIO:
+    """The file at ``path`` opened for reading (IntakeError, one line, if it cannot be), reporting the bytes read
+    to ``progress`` as task "staging NAME" of the file's size, if it asks for it."""
     try:
         stream = open(path, "rb")
     except OSError as exc:
         raise IntakeError(f"cannot read {path}: {exc.strerror}") from None
-    with stream:
-        return take_message(app, stream, source=intake.UPLOAD, route=route, actor=actor)
+    on_progress = progress(f"staging {Path(path).name}", os.fstat(stream.fileno()).st_size) if progress else None
+    if on_progress is None:
+        return stream
+    return ProgressReader(stream, lambda done: on_progress(done, 0))
 
 
 def release(app: App, file_id: int, *, reason: str | None = None, actor: str | None = None) -> dict[str, Any]:
@@ -95,9 +103,11 @@ def retry(app: App, file_id: int, *, reason: str | None = None, actor: str | Non
     return [intake.Received(file_id, row["name"], "queued", None)]
 
 
-def load_now(app: App, received: list[intake.Received], actor: str | None = None) -> dict[int, LoadResult]:
-    """Load those of ``received`` that are queued; returns the outcome by file id."""
-    return {r.id: load_file(app, r.id, actor=actor) for r in received if r.status == "queued"}
+def load_now(app: App, received: list[intake.Received], actor: str | None = None,
+             progress: ProgressFactory | None = None) -> dict[int, LoadResult]:
+    """Load those of ``received`` that are queued (each reported to ``progress``, see :func:`load_file`);
+    returns the outcome by file id."""
+    return {r.id: load_file(app, r.id, actor=actor, progress=progress) for r in received if r.status == "queued"}
 
 
 def show(app: App, file_id: int) -> dict[str, Any]:
@@ -109,27 +119,26 @@ def show(app: App, file_id: int) -> dict[str, Any]:
     return row
 
 
-def list_records(app: App, *, file_id: int | None = None, carrier: str | None = None,
-                 record_type: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    query = select(records).order_by(records.c.id)
-    span = None
-    if file_id is not None:
-        query = query.where(records.c.file_id == file_id)
-    if carrier is not None:
-        query = query.where(records.c.carrier == carrier)
-    if record_type is not None:
-        query = query.where(records.c.record_type == record_type)
-    if limit:
-        query = query.limit(limit)
+def open_content(app: App, file_id: int) -> BinaryIO:
+    """The file's stored content as a binary stream, the caller to close it: a plain file's exact bytes, a
+    gzip's decompressed content, a zip member's content (under the intake's expansion limits). Unknown id:
+    NotFound; staged bytes that cannot be opened (removed by hand, an unreadable archive): IntakeError."""
     with app.catalog.read() as conn:
-        if file_id is not None:
-            found = catalog_files.get_file(conn, file_id)  # unknown id -> NotFound
-            span = (found["first_record_id"], found["last_record_id"])
-            if span[0] is None:
-                return []
-            # Through the primary key: records.file_id has no index on SQLite.
-            query = query.where(records.c.id.between(*span))
-        return [dict(r) for r in conn.execute(query).mappings()]
+        row = catalog_files.get_file(conn, file_id)
+    try:
+        return app.staging.open_member(row["blob"], row["compression"], row["member"])
+    except (OSError, zipfile.BadZipFile) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise IntakeError(f"file #{file_id}: cannot open its staged bytes: {why}") from None
 
 
-__all__ = ["NotFound", "discard", "list_records", "load_now", "release", "retry", "show", "upload"]
+def list_records(app: App, *, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
+    """The records matching ``filters`` (those of :func:`ingest.catalog.records.records_query`), oldest first,
+    at most ``limit`` (0: all), each a dict keyed by column. ``cdr records`` streams them instead."""
+    from .catalog.records import iter_records
+
+    with app.catalog.read() as conn:
+        return [dict(row) for row in iter_records(conn, limit=limit, **filters)]
+
+
+__all__ = ["NotFound", "discard", "list_records", "load_now", "open_content", "release", "retry", "show", "upload"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from .catalog import Catalog
 from .config import Config, load_config
-from .staging import Staging
+
+if TYPE_CHECKING:  # imported where first used: the catalog brings SQLAlchemy, which `cdr --help` does not need
+    from .catalog import Catalog
+    from .staging import Staging
 
 
 def default_actor() -> str:
@@ -30,10 +33,20 @@ class App:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return Catalog(self.config.database_url)
+        """The catalog the configuration names. A database URL it cannot use (unparsable, an unsupported driver,
+        a SQLite file in a missing folder) is refused in one line naming where the URL was set; the folder is
+        created only for the configuration file's own layout (``Config.create_database_folder``)."""
+        from .catalog.db import Catalog, DatabaseUrlError
+
+        try:
+            return Catalog(self.config.database_url, create_folder=self.config.create_database_folder)
+        except DatabaseUrlError as exc:
+            raise DatabaseUrlError(f"{self.config.database_url_origin}: {exc}") from None
 
     @cached_property
     def staging(self) -> Staging:
+        from .staging import Staging
+
         return Staging(self.config.staging_dir, self.config.limits)
 
     def close(self) -> None:

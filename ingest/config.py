@@ -1,8 +1,12 @@
 """Configuration: one TOML file, overridden by environment variables, validated at start.
 
-Where it comes from: ``--config PATH``, else ``$CDR_CONFIG``, else ``config/cdr.toml``.
-``CDR_DATABASE_URL`` and ``CDR_STAGING_DIR`` override ``[database].url`` and ``[staging].dir``.
-Relative paths are taken from the working directory.
+Where it comes from, the first found: ``--config PATH``, ``$CDR_CONFIG``, ``./cdr.toml``, ``./config/cdr.toml``,
+``~/.config/cdr-ingest/cdr.toml``, ``/etc/cdr-ingest/cdr.toml`` (that folder is ``$CDR_SYSTEM_CONFIG_DIR`` when
+set). None found is :class:`ConfigNotFound`, naming every place searched: no command runs on a catalog nobody
+chose. Relative paths in the file (the SQLite database, staging, includes, drop folders and Maildirs, key,
+known_hosts, password, CA and TLS files) are relative to the file's own folder. ``CDR_DATABASE_URL`` and
+``CDR_STAGING_DIR`` override ``[database].url`` and ``[staging].dir``; relative ones there are from the working
+directory.
 
 Anything unknown or ill-typed is refused with the key and the reason, so a typo in a carrier's file rule
 fails at start instead of silently ignoring that carrier's files for a month.
@@ -18,15 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, PermanentError
 
-DEFAULT_CONFIG = "config/cdr.toml"
 DEFAULT_DATABASE_URL = "sqlite:///var/cdr.sqlite"
 DEFAULT_STAGING_DIR = "var/staging"
 
 FILE_TYPES = ("cdr", "sdr")
 FORMATS = ("csv", "txt", "pipe", "json")
 CADENCES = ("daily", "monthly", "hourly", "weekly", "adhoc", "other")
+# What became of a received file (the catalog's files.status); here, with the other vocabularies, so the
+# CLI can offer them without importing the catalog (SQLAlchemy).
+STATUSES = ("queued", "loaded", "held", "failed", "discarded", "ignored", "superseded")
 
 _PLACEHOLDERS = {
     "year": r"(?P<year>\d{4})",
@@ -215,7 +221,7 @@ class SmtpSettings:
 
 @dataclass(frozen=True)
 class Config:
-    path: Path | None
+    path: Path  # the file in use, absolute
     database_url: str
     staging_dir: Path
     carriers: dict[str, CarrierSpec]
@@ -223,6 +229,11 @@ class Config:
     limits: IntakeLimits
     smtp: SmtpSettings | None = None
     daemon: DaemonSettings = DaemonSettings()
+    # Where database_url was set ("CDR_DATABASE_URL", "database.url in PATH"), for messages about it.
+    database_url_origin: str = "database.url"
+    # A SQLite database's folder may be created only when the file names it relative to itself (the layout
+    # `cdr init` writes); an absolute path or CDR_DATABASE_URL must point into an existing folder.
+    create_database_folder: bool = False
 
     def carrier(self, name: str) -> CarrierSpec:
         from .errors import NotFound
@@ -254,20 +265,56 @@ class Config:
         raise NotFound(f"unknown source {name!r}")
 
 
+class ConfigNotFound(ConfigError):
+    """No configuration file was named and none exists in any place searched. The CLI exits 2 on it."""
+
+    def __init__(self, searched: list[Path]):
+        self.searched = tuple(searched)
+        places = ", ".join(str(place) for place in self.searched)
+        self.key = "config"
+        self.reason = (f"no configuration file found (no --config or $CDR_CONFIG, and none of {places}); "
+                       "write one with `cdr init`")
+        PermanentError.__init__(self, self.reason)
+
+
+def config_search_path(env: dict[str, str] | None = None) -> list[Path]:
+    """The places searched, in order, when neither ``--config`` nor ``$CDR_CONFIG`` names the file: the working
+    directory's ``cdr.toml`` and ``config/cdr.toml``, then ``$HOME/.config/cdr-ingest/cdr.toml``, then
+    ``cdr.toml`` in ``$CDR_SYSTEM_CONFIG_DIR`` (default ``/etc/cdr-ingest``)."""
+    env = os.environ if env is None else env
+    cwd = Path.cwd()
+    places = [cwd / "cdr.toml", cwd / "config" / "cdr.toml"]
+    try:
+        places.append((Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".config" / "cdr-ingest" / "cdr.toml")
+    except RuntimeError:  # no home directory at all (an unknown uid in a container): that place is not searched
+        pass
+    return places + [Path(env.get("CDR_SYSTEM_CONFIG_DIR") or "/etc/cdr-ingest") / "cdr.toml"]
+
+
+def find_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Path:
+    """The configuration file in use, as an absolute path: ``path`` (``--config``), else ``$CDR_CONFIG``, else the
+    first of :func:`config_search_path` that exists. A named file that does not exist is a ConfigError; nothing
+    named and nothing found is ConfigNotFound."""
+    env = os.environ if env is None else env
+    named = path if path is not None else env.get("CDR_CONFIG") or None
+    if named is not None:
+        chosen = Path(named).absolute()
+        if not chosen.exists():
+            raise ConfigError(str(named), "configuration file not found")
+        return chosen
+    searched = config_search_path(env)
+    for candidate in searched:
+        if candidate.is_file():
+            return candidate
+    raise ConfigNotFound(searched)
+
+
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
-    """Read, merge and validate the configuration. Raises ConfigError naming the key and the reason."""
+    """Read, merge and validate the configuration found by :func:`find_config`. Raises ConfigError naming the key
+    and the reason (ConfigNotFound when there is no file)."""
     env = dict(os.environ if env is None else env)
-    explicit = path is not None or "CDR_CONFIG" in env
-    chosen = Path(path if path is not None else env.get("CDR_CONFIG", DEFAULT_CONFIG))
-    raw: dict[str, Any] = {}
-    if chosen.exists():
-        raw = _read_toml(chosen)
-    elif explicit:
-        raise ConfigError(str(chosen), "configuration file not found")
-    else:
-        chosen = None  # type: ignore[assignment]
-    if chosen is not None:
-        raw = _merge_includes(raw, chosen)
+    chosen = find_config(path, env)
+    raw = _merge_includes(_read_toml(chosen), chosen)
     return _build(raw, chosen, env)
 
 
@@ -304,14 +351,23 @@ def _merge_includes(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     return raw
 
 
-def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Config:
+def _build(raw: dict[str, Any], path: Path, env: dict[str, str]) -> Config:
     _only(raw, "", {"database", "staging", "intake", "carriers", "sources", "smtp", "daemon"})
+    base = path.parent
     database = _table(raw, "database")
     _only(database, "database", {"url"})
     staging = _table(raw, "staging")
     _only(staging, "staging", {"dir"})
-    url = env.get("CDR_DATABASE_URL") or _str(database, "database.url", DEFAULT_DATABASE_URL)
-    staging_dir = Path(env.get("CDR_STAGING_DIR") or _str(staging, "staging.dir", DEFAULT_STAGING_DIR))
+    if env.get("CDR_DATABASE_URL"):
+        url, origin, create_folder = _sqlite_url_from(env["CDR_DATABASE_URL"], Path.cwd()), "CDR_DATABASE_URL", False
+    else:
+        given = _str(database, "database.url", DEFAULT_DATABASE_URL)
+        url, origin = _sqlite_url_from(given, base), f"database.url in {path}"
+        create_folder = url != given  # a SQLite path relative to the file: its own layout
+    if env.get("CDR_STAGING_DIR"):
+        staging_dir = Path(env["CDR_STAGING_DIR"]).absolute()
+    else:
+        staging_dir = base / _str(staging, "staging.dir", DEFAULT_STAGING_DIR)
 
     intake = _table(raw, "intake")
     _only(intake, "intake", {"max_expanded_bytes", "max_archive_expanded_bytes", "max_ratio", "ratio_floor_bytes",
@@ -342,7 +398,7 @@ def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Confi
         if name in seen:
             raise ConfigError(f"{key}.name", f"source name {name!r} is used twice")
         seen.add(name)
-        options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
+        options = _local_paths_from({k: v for k, v in entry.items() if k not in ("name", "kind")}, kind, base)
         carrier = options.get("carrier")
         if carrier is not None and carrier not in carriers:
             raise ConfigError(f"{key}.carrier", f"unknown carrier {carrier!r}")
@@ -355,11 +411,44 @@ def _build(raw: dict[str, Any], path: Path | None, env: dict[str, str]) -> Confi
         carriers=carriers,
         sources=tuple(sources),
         limits=limits,
-        smtp=SmtpSettings.of(_table(raw, "smtp")) if "smtp" in raw else None,
+        smtp=SmtpSettings.of(_local_paths_from(_table(raw, "smtp"), "smtp", base)) if "smtp" in raw else None,
         daemon=_daemon_settings(_table(raw, "daemon")),
+        database_url_origin=origin,
+        create_database_folder=create_folder,
     )
     _check_plugins(config)
     return config
+
+
+_RELATIVE_SQLITE = re.compile(r"(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^/?][^?]*)(?P<query>\?.*)?", re.S)
+# Options naming a folder on this machine, by source kind (a remote kind's dirs and move_to are paths on the
+# server). Every kind's options ending in "_file", and known_hosts, name files on this machine too.
+_LOCAL_FOLDER_OPTIONS = {"dropfolder": ("path",), "maildir": ("path",), "directory": ("move_to",)}
+
+
+def _sqlite_url_from(url: str, base: Path) -> str:
+    """A SQLite URL whose file path is relative, made absolute from ``base``; any other URL as given."""
+    match = _RELATIVE_SQLITE.fullmatch(url)
+    if match is None or match["path"] == ":memory:":
+        return url
+    return f"{match['scheme']}{base / match['path']}{match['query'] or ''}"
+
+
+def _local_paths_from(options: dict[str, Any], kind: str, base: Path) -> dict[str, Any]:
+    """``options`` with each relative path on this machine made absolute from ``base`` (the configuration
+    file's folder); values of the wrong type are left for validation to refuse."""
+
+    def absolute(value: Any) -> Any:
+        return str(base / value) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+
+    out = dict(options)
+    for name, value in options.items():
+        if name.endswith("_file") or name == "known_hosts" or name in _LOCAL_FOLDER_OPTIONS.get(kind, ()):
+            out[name] = absolute(value)
+    if kind == "directory" and isinstance(options.get("dirs"), list):
+        out["dirs"] = [{**entry, "path": absolute(entry.get("path"))} if isinstance(entry, dict) else entry
+                       for entry in options["dirs"]]
+    return out
 
 
 def _daemon_settings(table: dict[str, Any]) -> DaemonSettings:

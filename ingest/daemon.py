@@ -28,6 +28,7 @@ from .catalog import files as catalog_files
 from .catalog import sources as source_states
 from .collectors import COLLECTORS, PassResult, collector_for, is_watched
 from .errors import CdrError
+from .logs import event
 from .schedule import RETRY_FIRST, Schedule, retry_at  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,40 @@ def run_pass(app: App, source: str, *, schedule: Schedule | None = None,
     with app.catalog.write() as conn:
         source_states.record_pass(conn, source, error=error, collected=len(result.received), next_run=next_run,
                                   entry_errors=result.entry_errors)
-    for received in result.received:
-        log.info("collected", extra={"event": "collected", "source": source, "file_id": received.id,
-                                     "file": received.name, "status": received.status})
-    for entry_error in result.entry_errors:
-        log.warning("entry not taken", extra={"event": "entry_not_taken", "source": source, "error": entry_error})
-    if error:
-        log.warning("source failed", extra={"event": "source_failed", "source": source, "error": error})
+    log_pass(result, error, next_run)
     return result, next_run
+
+
+def pass_summary(result: PassResult) -> str:
+    """A pass in words: files taken, entries waiting (and that they are taken once unchanged on the next
+    listing), entries not taken. The daemon's pass line and ``cdr collect`` say it the same way."""
+    words = f"{len(result.received)} file(s) taken"
+    if result.entries_waiting:
+        words += f"; {waiting_text(result.entries_waiting)}"
+    if result.entry_errors:
+        words += f"; {len(result.entry_errors)} not taken"
+    return words
+
+
+def waiting_text(count: int) -> str:
+    """Entries a listing saw and did not take yet, in words."""
+    return (f"{count} entr{'y' if count == 1 else 'ies'} seen and waiting: each is taken once the next listing "
+            "shows it unchanged")
+
+
+def log_pass(result: PassResult, error: str | None = None, next_run: datetime | None = None) -> None:
+    """One line per pass (``source_pass``; ``source_failed`` at WARNING when the source failed, with why),
+    then one WARNING per entry not taken. The files taken are logged by the intake door, each once."""
+    fields = {"source": result.source, "files_taken": len(result.received), "entries_waiting": result.entries_waiting,
+              "entries_not_taken": len(result.entry_errors), "next_run": next_run.isoformat() if next_run else None}
+    if error:
+        event(log, "source_failed", f"source {result.source}: pass failed: {error}", level=logging.WARNING,
+              error=error, **fields)
+    else:
+        event(log, "source_pass", f"source {result.source}: {pass_summary(result)}", **fields)
+    for entry_error in result.entry_errors:
+        event(log, "entry_not_taken", f"source {result.source}: not taken: {entry_error}", level=logging.WARNING,
+              source=result.source, error=entry_error)
 
 
 def remote_sources(app: App) -> list[str]:
@@ -157,20 +184,24 @@ def run_daemon(app: App, *, stop: threading.Event, load: bool = True,
 
 
 def load_while(app: App, keep_going: Callable[[], bool]) -> int:
-    """Load queued files one at a time, oldest first, while ``keep_going()`` holds before each; stop early at
-    a file a transient error left queued (it is tried on the next round). Returns how many left the queue."""
+    """Load queued files one at a time, oldest first, while ``keep_going()`` holds before each. A file a
+    transient error left queued is passed over for the rest of the round (it is tried on the next one), so it
+    never holds up the files behind it. Returns how many left the queue."""
     from .load import load_queued
 
     done = 0
+    after = 0  # the last file tried this round
     while keep_going():
         try:
-            results = load_queued(app, actor="daemon", limit=1)
-        except Exception:  # a busy database, a fault of ours: the next round tries again
+            results = load_queued(app, actor="daemon", limit=1, after=after)
+        except Exception:  # a fault of ours: the next round tries again
             log.exception("loader: pass failed; retrying")
             return done
-        if not results or results[0].status == "queued":
+        if not results:
             return done
-        done += 1
+        after = results[0].file_id
+        if results[0].status != "queued":
+            done += 1
     return done
 
 

@@ -22,6 +22,7 @@ the file (issue: "committed in the same transaction as the file's catalog row") 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import BinaryIO, Callable
@@ -33,7 +34,10 @@ from .app import App
 from .catalog import files as catalog_files
 from .config import Classification
 from .errors import InvalidState
+from .logs import file_event
 from .staging import Member, StagedBlob, safe_name
+
+log = logging.getLogger(__name__)
 
 UPLOAD = "upload"  # the source name of manual uploads
 EXTENSION_FORMATS = {".csv": "csv", ".txt": "txt", ".tsv": "txt", ".tab": "txt", ".pipe": "pipe",
@@ -111,17 +115,48 @@ def record(
                 if in_transaction is not None:
                     in_transaction(conn, results)
                 return results
-        if blob.error is not None:
-            values = _row(blob, None, origin, name, None, None)
+        if blob.error is not None:  # classified by its name all the same: a corrected file may replace it
+            values = _row(blob, None, origin, name, None, classify(app, name, None, origin))
             values.update(status="failed", reason="unreadable", error=f"{name}: {blob.error}")
             file_id = catalog_files.add_file(conn, values, actor=actor, why=values["error"])
             results.append(Received(file_id, name, "failed", "unreadable"))
         for member in blob.members:
             results.append(_record_member(app, conn, blob, member, origin, name, actor))
+        decided = _decisions(conn, results)
         if in_transaction is not None:
             in_transaction(conn, results)
         faults.point("intake.before-commit")
+    for received in results:  # committed: each file taken is told once, with what was decided for it
+        file_event(log, "file_taken", received.id, received.name, origin.source, f"taken from {origin.source}",
+                   status=received.status)
+    _log_decisions(origin.source, results, decided)
     return results
+
+
+def _decisions(conn: Connection, results: list[Received]) -> dict[int, tuple[str | None, str]]:
+    """For the log, read in the deciding transaction: each file not queued, its error (why it was ignored or
+    failed) and, held, the earlier files it repeats (``#1 (x.csv, loaded)``)."""
+    decided = {}
+    for received in results:
+        if received.status != "queued":
+            links = catalog_files.links_of(conn, received.id) if received.status == "held" else []
+            error = catalog_files.get_file(conn, received.id)["error"]
+            decided[received.id] = (error, catalog_files.repeats_text(links))
+    return decided
+
+
+def _log_decisions(source: str, results: list[Received], decided: dict[int, tuple[str | None, str]]) -> None:
+    """One line for each file held, ignored or failed at the door (after the commit)."""
+    for received in results:
+        if received.id not in decided:
+            continue
+        error, repeats = decided[received.id]
+        if received.status == "held":
+            file_event(log, "file_held", received.id, received.name, source,
+                       f"held ({received.reason}): repeats {repeats}", reason=received.reason, repeats=repeats)
+        elif received.status in ("ignored", "failed"):
+            file_event(log, f"file_{received.status}", received.id, received.name, source,
+                       f"{received.status} ({received.reason}): {error}", reason=received.reason, error=error)
 
 
 def _record_member(app: App, conn: Connection, blob: StagedBlob, member: Member, origin: Origin, name: str,
@@ -189,6 +224,8 @@ def reconsider(app: App, file_id: int, *, actor: str) -> list[Received]:
         catalog_files.add_links(conn, file_id, links)
         results = [Received(file_id, values["name"], status, values["reason"])]
         results += [_record_member(app, conn, blob, member, origin, name, actor) for member in members[1:]]
+        decided = _decisions(conn, results)
+    _log_decisions(origin.source, results, decided)
     return results
 
 

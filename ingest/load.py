@@ -42,6 +42,8 @@ from .app import App
 from .catalog import files as catalog_files
 from .catalog.db import SQLITE_BUSY_SECONDS, first_line
 from .errors import CdrError, DatabaseBusy, InvalidState, NotText, ParseError, TransientError
+from .staging import OnProgress, ProgressFactory, ProgressReader
+from .logs import file_event
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +61,18 @@ class LoadResult:
     message: str | None = None
 
 
-def load_queued(app: App, *, actor: str | None = None, limit: int | None = None) -> list[LoadResult]:
-    """Load every queued file, oldest first. No file stops the others: one that fails is ``failed``, and one
-    that a transient error stopped stays ``queued`` (its result says why) for the next pass."""
+def load_queued(app: App, *, actor: str | None = None, limit: int | None = None, after: int = 0,
+                progress: ProgressFactory | None = None) -> list[LoadResult]:
+    """Load every queued file (with an id above ``after``), oldest first (each reported to ``progress``, see
+    :func:`load_file`). No file stops the others: one that fails is ``failed``, and one that a transient error
+    stopped stays ``queued`` (its result says why) for the next pass."""
     app.staging.sweep()
     with app.catalog.read() as conn:
-        ids = catalog_files.queued_ids(conn, limit)
+        ids = catalog_files.queued_ids(conn, limit, after)
     results = []
     for file_id in ids:
         try:
-            results.append(load_file(app, file_id, actor=actor))
+            results.append(load_file(app, file_id, actor=actor, progress=progress))
         except TransientError as exc:
             log.warning("load postponed: %s", exc)
             results.append(LoadResult(file_id, "queued", message=str(exc)))
@@ -119,22 +123,51 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa
             worker.join(timeout=30)
 
 
-def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult:
+def load_file(app: App, file_id: int, *, actor: str | None = None,
+              progress: ProgressFactory | None = None) -> LoadResult:
     """Load one queued file. Whatever goes wrong with the file is its result: ``failed`` with the error (a bad
     record, unreadable bytes, or anything unexpected), or ``skipped`` if it is no longer queued. Only a
     transient error (the database busy or unreachable) is raised, as a ``TransientError`` naming the file,
-    which stays queued."""
+    which stays queued. ``progress`` is told of the load as task "loading #12 NAME" of the file's
+    (decompressed) size: the bytes its parser has read and the rows handed to the database, once per batch
+    (a slow-path load, which parses the file again, reports from 0 again)."""
     actor = actor or app.actor
     with app.catalog.read() as conn:
         row = catalog_files.get_file(conn, file_id)
     if row["status"] != "queued":
         return LoadResult(file_id, "skipped", message=f"file {file_id} is {row['status']}, not queued")
+    on_progress = progress(f"loading #{row['id']} {row['name']}", row["size"]) if progress else None
+    result = _load_queued_row(app, row, actor, on_progress)
+    _log_outcome(row, result)
+    return result
+
+
+def _log_outcome(row: dict, result: LoadResult) -> None:
+    """One log line for what loading decided, once it is committed: loaded (records, skipped), held (overlap:
+    how many, from which files), failed (the error names line and field), ignored (not text)."""
+    if result.status == "loaded":
+        file_event(log, "file_loaded", row["id"], row["name"], row["source"],
+                   f"loaded, {result.loaded} records"
+                   + (f", {result.skipped} skipped as already loaded" if result.skipped else ""),
+                   records=result.loaded, skipped=result.skipped)
+    elif result.status in ("held", "failed", "ignored"):
+        reason = "overlap" if result.status == "held" else None
+        file_event(log, f"file_{result.status}", row["id"], row["name"], row["source"],
+                   f"{result.status}{f' ({reason})' if reason else ''}: {result.message}", reason=reason,
+                   error=result.message)
+
+
+def _load_queued_row(app: App, row: dict, actor: str, on_progress: OnProgress | None = None) -> LoadResult:
+    """:func:`load_file` of a file read as queued."""
+    file_id = row["id"]
     where = _label(row)
     try:
         with app.catalog.mapped_errors():
             parser = parser_for(app.config.carrier(row["carrier"]))
             source = _in_its_format(app, row, parser, actor)
             parse = lambda: prefetched(parser.batches(source))  # noqa: E731 - parsed again only on the slow path
+            if on_progress is not None:
+                parse = _Reported(on_progress).parsing(source, parser)
             if app.catalog.is_sqlite:
                 return _load_sqlite(app, row, parse, actor)
             return _load_postgres(app, row, parse, actor)
@@ -158,6 +191,33 @@ def load_file(app: App, file_id: int, *, actor: str | None = None) -> LoadResult
         return _fail(app, file_id, "load-error", storable, actor)
 
 
+class _Reported:
+    """A load's progress, told to ``on_progress`` once per batch handed to the database: the bytes the parser
+    has read of the content so far (counted in the parsing thread) and the rows handed over."""
+
+    def __init__(self, on_progress: OnProgress):
+        self.on_progress = on_progress
+        self.bytes_read = 0
+
+    def parsing(self, source: Source, parser: Parser) -> Callable[[], Iterator[pa.RecordBatch]]:
+        """What ``load_file`` calls to parse the file (again), reporting."""
+        counted = replace(source, open=lambda: ProgressReader(source.open(), self._read))
+        return lambda: self._batches(prefetched(parser.batches(counted)))
+
+    def _read(self, done: int) -> None:
+        self.bytes_read = done
+
+    def _batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        rows = 0
+        try:
+            for batch in batches:
+                rows += batch.num_rows
+                self.on_progress(self.bytes_read, rows)
+                yield batch
+        finally:
+            batches.close()
+
+
 def _label(row: dict) -> str:
     """How messages name a file: ``file #12 (hero_cdr_20261001.csv)``."""
     return f"file #{row['id']} ({row['name']})"
@@ -175,12 +235,18 @@ def _source(app: App, row: dict) -> Source:
 def _in_its_format(app: App, row: dict, parser: Parser, actor: str) -> Source:
     """The file's content in the format it is actually in (a pipe-separated ``.txt`` is read as pipe), which
     is recorded on the file when it differs. NotText if the content is not text at all."""
-    source = _source(app, row)
-    file_format = parser.file_format(source)
-    if file_format != row["format"]:
+    source = readable_source(app, row, parser)
+    if source.file_format != row["format"]:
         with app.catalog.write() as conn:
-            catalog_files.record_format(conn, row["id"], file_format, actor=actor)
-    return replace(source, file_format=file_format)
+            catalog_files.record_format(conn, row["id"], source.file_format, actor=actor)
+    return source
+
+
+def readable_source(app: App, row: dict, parser: Parser) -> Source:
+    """The file's staged content as ``parser`` reads it, in the format it is actually in (a pipe-separated
+    ``.txt`` as pipe); nothing is recorded. NotText if the content is not text at all."""
+    source = _source(app, row)
+    return replace(source, file_format=parser.file_format(source))
 
 
 def _ignore_not_text(app: App, file_id: int, message: str, actor: str) -> LoadResult:
@@ -191,7 +257,6 @@ def _ignore_not_text(app: App, file_id: int, message: str, actor: str) -> LoadRe
                                      action="ignored", why=message, reason="not-text", error=message)
     except InvalidState as exc:  # taken meanwhile (discarded by an admin, set aside by another loader)
         return LoadResult(file_id, "skipped", message=str(exc))
-    log.info("not loaded: %s", message)
     return LoadResult(file_id, "ignored", message=message)
 
 
@@ -258,7 +323,8 @@ def _load_sqlite_direct(app: App, row: dict, batches: Iterator[pa.RecordBatch], 
                     cur.execute("SELECT MAX(id) FROM records")
                     last = cur.fetchone()[0]
                     span = (before + 1, last) if total else (None, None)
-                    catalog_files.mark_loaded_dbapi(cur, row["id"], inserted=total, skipped=0, actor=actor, span=span)
+                    catalog_files.mark_loaded_dbapi(cur, row["id"], inserted=total, skipped=0, actor=actor, span=span,
+                                                    name_identifies=_name_identifies(app, row))
                     faults.point("load.before-commit")
                     cur.execute("COMMIT")
                     return LoadResult(row["id"], "loaded", total, 0)
@@ -355,6 +421,8 @@ def _load_postgres_copy(app: App, row: dict, parse: Callable[[], Iterator[pa.Rec
         with conn.begin():
             _lock_queued(app, conn, row["id"])
             if not row["released"]:
+                # Its records get ids above every id committed now: the span and dates are read through the key.
+                before = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM records")).scalar_one()
                 savepoint = conn.begin_nested()
                 try:
                     total = _copy(conn, "records", ("file_id", "carrier", *CANONICAL_NAMES), parse(),
@@ -365,10 +433,13 @@ def _load_postgres_copy(app: App, row: dict, parse: Callable[[], Iterator[pa.Rec
                 else:
                     faults.point("load.bulk-written")
                     faults.point("load.inserted")
-                    return _loaded(app, conn, row, total, total, actor, after=0)
+                    return _loaded(app, conn, row, total, total, actor, after=before)
             columns = ", ".join(f"{name} {'BIGINT' if kind == 'int' else 'TEXT'}" for name, kind in CANONICAL)
             conn.exec_driver_sql(f"CREATE TEMP TABLE {SCRATCH} ({columns}) ON COMMIT DROP")
             total = _copy(conn, SCRATCH, CANONICAL_NAMES, parse())
+            # Autovacuum never analyses a TEMP table: without statistics the planner joins it to records in a
+            # nested loop, quadratic in the rows (a 45,000-record overlap took minutes; analysed, a second).
+            conn.exec_driver_sql(f"ANALYZE {SCRATCH}")
             faults.point("load.bulk-written")
             return _move(app, conn, row, SCRATCH, total, actor, begun=True)
 
@@ -465,20 +536,18 @@ def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor
 
 
 def _loaded(app: App, conn: Connection, row: dict, total: int, inserted: int, actor: str, after: int) -> LoadResult:
-    """Mark the file loaded with its counts and the span of record ids it was given (ids above ``after``)."""
+    """Mark the file loaded with its counts, the span of record ids it was given (ids above ``after``) and of
+    its records' own dates (see ``catalog_files.mark_loaded``)."""
     skipped = total - inserted
-    first = last = None
-    if inserted:
-        first, last = conn.execute(text("SELECT MIN(id), MAX(id) FROM records WHERE file_id = :id AND id > :after"),
-                                   {"id": row["id"], "after": after}).one()
-    catalog_files.transition(
-        conn, row["id"], "loaded", allowed_from=("queued",), actor=actor, action="loaded",
-        why=catalog_files.loaded_why(inserted, skipped), records_loaded=inserted, records_skipped=skipped,
-        error=None, reason=None, first_record_id=first, last_record_id=last,
-    )
-    catalog_files.supersede_failed(conn, row["id"], actor=actor)
+    catalog_files.mark_loaded(conn, row["id"], inserted=inserted, skipped=skipped, actor=actor, after=after)
+    catalog_files.supersede_failed(conn, row["id"], actor=actor, name_identifies=_name_identifies(app, row))
     faults.point("load.before-commit")
     return LoadResult(row["id"], "loaded", inserted, skipped)
+
+
+def _name_identifies(app: App, row: dict) -> bool:
+    """Whether the file's carrier says a file name identifies a file (``same_name_rule``)."""
+    return app.config.carrier(row["carrier"]).same_name_rule
 
 
 def _lock_queued(app: App, conn: Connection, file_id: int) -> None:
@@ -537,7 +606,6 @@ def _fail(app: App, file_id: int, reason: str, message: str, actor: str) -> Load
                                      action="failed", why=message, reason=reason, error=message)
     except InvalidState as exc:  # taken meanwhile (discarded by an admin, loaded by another loader)
         return LoadResult(file_id, "skipped", message=str(exc))
-    log.warning("load failed: %s", message)
     return LoadResult(file_id, "failed", message=message)
 
 

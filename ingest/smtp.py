@@ -30,11 +30,13 @@ from .secrets import resolve_secret
 
 log = logging.getLogger(__name__)
 
+SOURCE = "smtp"  # the source name (``files.source``) of the files the listener takes
+
 
 class CdrMailHandler:
     """aiosmtpd handler: RCPT checks the address, DATA stages the attachments before answering."""
 
-    def __init__(self, app: App, settings: SmtpSettings, source: str = "smtp",
+    def __init__(self, app: App, settings: SmtpSettings, source: str = SOURCE,
                  on_taken: Callable[[list[Received]], None] | None = None):
         self.app = app
         self.settings = settings
@@ -73,8 +75,9 @@ class CdrMailHandler:
         except Exception:  # a fault of ours: the sender keeps the message and retries; never a half-truth 250
             log.exception("smtp: message from %s not taken", envelope.mail_from)
             return "451 4.3.0 Temporarily unable to store the message; try again later"
-        log.info("smtp message taken", extra={"event": "mail_taken", "sender": envelope.mail_from,
-                                              "files": len(received)})
+        # One line for the message; each of its files is told by the intake door (file_taken, file_held ...).
+        log.info("smtp message taken", extra={"event": "mail_taken", "source": self.source,
+                                              "sender": envelope.mail_from, "files": len(received)})
         if received and self.on_taken is not None:
             self.on_taken(received)
         return f"250 OK: {len(received)} attachment(s) staged"

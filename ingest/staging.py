@@ -38,6 +38,52 @@ ZIP_MAGIC = b"PK\x03\x04"
 ZIP_EMPTY_MAGIC = b"PK\x05\x06"
 
 
+# Progress of a long task (an upload staged, a file loaded), for a caller that shows it (the CLI's bar):
+OnProgress = Callable[[int, int], None]
+"""One task's progress: (bytes done, rows done), called once per chunk read or batch loaded, never per row."""
+ProgressFactory = Callable[[str, int], "OnProgress | None"]
+"""Starts reporting one task: given what it is ("staging NAME", "loading #12 NAME") and its size in bytes,
+the task's :data:`OnProgress`, or None to report nothing (a small file)."""
+
+
+class ProgressReader:
+    """A binary stream read through, telling ``report`` how many bytes have been read so far after each read
+    (chunks of a MiB when staging or parsing: the hot path pays one call per chunk)."""
+
+    def __init__(self, raw: BinaryIO, report: Callable[[int], None]):
+        self.raw = raw
+        self.report = report
+        self.done = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self._count(len(data))
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self.raw:
+            self._count(len(line))
+            yield line
+
+    def _count(self, n: int) -> None:
+        if n:
+            self.done += n
+            self.report(self.done)
+
+    def close(self) -> None:
+        self.raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.raw.closed
+
+    def __enter__(self) -> "ProgressReader":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
 class ContentError(IntakeError):
     """The content cannot be read as what it claims to be (corrupt archive, decompression limit)."""
 

@@ -12,6 +12,9 @@ the named ones) until ``stop`` is set. Its contract:
   checked at least every ``STOP_POLL`` seconds, so setting it ends the loop promptly;
 - an error of one collector or of the loader (a busy database included) is logged and reported in the
   results; it never stops the loop. Errors from ``on_pass`` itself do propagate;
+- a pass that took files is logged as one line (each file by the intake door and the loader); a folder's
+  errors (a symlink, a file it cannot take) are logged once while they persist and kept in the catalog's run
+  state of the source, with their time, for ``cdr status``;
 - observers are always stopped and joined when it returns, however it returns.
 
 Unknown source names, or names of sources of another kind, are refused before anything starts.
@@ -28,8 +31,10 @@ import threading
 import time
 from typing import Callable
 
+from .catalog import sources as source_states
 from .collectors import PassResult, collector_for, is_watched
 from .collectors.dropfolder import DropFolder
+from .daemon import log_pass
 from .errors import ConfigError, NotFound
 from .load import load_queued
 
@@ -56,6 +61,7 @@ def watch(
     try:
         for spec in specs:
             collector = collector_for(app, spec)
+            collector.stopping = stop  # a pass under way takes no further file once stopping
             collectors.append(collector)
             try:
                 collector.start_watching(wake)
@@ -65,7 +71,7 @@ def watch(
             wake.clear()  # events from here on wake the next wait
             results = [_collect(collector) for collector in collectors]
             for result in results:
-                _log_new_errors(result, reported)
+                _tell(app, result, reported)
             if load:
                 try:
                     load_queued(app, actor=actor)
@@ -93,7 +99,7 @@ def watch_once(app, sources: list[str] | None = None, load: bool = True, actor: 
         for collector in collectors:
             collector.close()
     for result in results:
-        _log_new_errors(result, {})
+        _tell(app, result, {}, record=True)
     if load:
         try:
             load_queued(app, actor=actor)
@@ -124,13 +130,27 @@ def _collect(collector: DropFolder) -> PassResult:
         return PassResult(collector.name, errors=[f"{type(exc).__name__}: {exc}"])
 
 
-def _log_new_errors(result: PassResult, reported: dict[str, set[str]]) -> None:
-    """Log each error once while it persists (a file that cannot be read is retried every pass)."""
+def _tell(app, result: PassResult, reported: dict[str, set[str]], record: bool = False) -> None:
+    """Tell a pass: a pass line for a pass that took files (a folder is looked at every moment a file is being
+    written: a line for every look would drown the files), and each error once while it persists (a file
+    that cannot be read is retried every pass). The catalog's run state of the source (``cdr status``: the
+    files it could not take, with their time) is written when the pass took files or its errors changed
+    (``record``: always; a single pass from cron knows no earlier one)."""
+    if result.received:
+        log_pass(result)
+    before = reported.get(result.source, set())
     current = set(result.errors)
-    for error in sorted(current - reported.get(result.source, set())):
+    for error in sorted(current - before):
         log.warning("drop folder %s: %s", result.source, error,
                     extra={"event": "watch_error", "source": result.source})
     reported[result.source] = current
+    if record or result.received or current != before:
+        try:
+            with app.catalog.write() as conn:
+                source_states.record_pass(conn, result.source, error=None, collected=len(result.received),
+                                          next_run=None, entry_errors=sorted(current))
+        except Exception:  # a busy catalog: told on a later pass; the watcher goes on
+            log.exception("drop folder %s: recording its pass failed", result.source)
 
 
 def _wait(stop: threading.Event, wake: threading.Event, timeout: float) -> None:

@@ -12,7 +12,8 @@ alone, else exactly these bytes (``b""``, ``b"\r\n"``: how billingfeed.php answe
 answer with no records is always ``[]``.
 
 ``fault`` makes every following answer misbehave until it is set back to ``None``:
-``"html"``, ``"error500"``, ``"garbage"``, ``"json-object"``, ``"slow"`` (sleeps ``slow_seconds``, cut
+``"html"``, ``"error500"``, ``"garbage"``, ``"json-object"``, ``"binary"`` (a PDF's bytes), ``"surrogate"``
+(a JSON answer whose text holds a lone surrogate escape, ``"\\ud800"``), ``"slow"`` (sleeps ``slow_seconds``, cut
 short by ``stop()``), ``"reset"`` (socket closed, no answer), ``"error-text"``; and the answers cut short,
 each sending all but the last ``cut_bytes`` bytes of the real answer (by default the end of the last row's
 last field): ``"cut-short"`` (a ``Content-Length`` of the whole answer, then the connection closed),
@@ -38,8 +39,8 @@ PATH = "/billingfeed.php"
 SERVICE_CALL_TYPES = frozenset({"Line Rental", "Broadband", "Number Charge", "Service"})
 DELIMITERS = {"csv": ",", "txt": "\t", "pipe": "|"}
 CONTENT_TYPES = {"csv": "text/csv", "txt": "text/plain", "pipe": "text/plain", "json": "application/json"}
-FAULTS = (None, "html", "error500", "garbage", "json-object", "slow", "reset", "error-text", "cut-short",
-          "chunked-cut", "reset-mid-body")
+FAULTS = (None, "html", "error500", "garbage", "json-object", "binary", "surrogate", "slow", "reset", "error-text",
+          "cut-short", "chunked-cut", "reset-mid-body")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -221,6 +222,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b'{"error": "x"}', "application/json")
         if fmt not in CONTENT_TYPES:
             return self._send(200, b"ERROR: Invalid format", "text/plain")
+        if fault == "binary":
+            return self._send(200, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(range(256)) * 8, "application/octet-stream")
+        if fault == "surrogate" and fmt == "json":
+            [row] = json.loads(feed.render(feed._select(params)[:1], "json"))
+            row["TextDesc1"] = "PLACEHOLDER"
+            body = json.dumps([row]).replace("PLACEHOLDER", "\\ud800").encode()
+            return self._send(200, body, "application/json")
         if fault == "garbage":
             if fmt == "json":
                 return self._send(200, b"{not json", "application/json")

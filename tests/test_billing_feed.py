@@ -108,6 +108,15 @@ def test_every_format(make_config, apps, feed, fmt):
     assert loaded_ids(app) == [7, 8]
 
 
+def test_a_stopping_feed_queries_no_further_page(make_config, apps, feed):
+    feed.add(record(7), record(8))
+    app, collector = make(make_config, apps, feed)
+    collector.stopping.set()  # the daemon is stopping: the next page waits for the next pass
+    assert collector.collect().received == [] and feed.requests == [] and cursor(app) is None
+    collector.stopping.clear()
+    assert len(collector.collect().received) == 1 and cursor(app) == 8
+
+
 @pytest.mark.parametrize("fault, fmt, words", [
     ("html", "csv", "HTML page"),
     ("error500", "csv", "HTTP 500"),
@@ -121,6 +130,8 @@ def test_every_format(make_config, apps, feed, fmt):
     ("cut-short", "json", "cut short"),
     ("chunked-cut", "csv", "cut short"),
     ("reset-mid-body", "csv", "connection failed"),
+    ("binary", "csv", "not a delimited or JSON text file"),
+    ("surrogate", "json", "not valid Unicode"),
 ])
 def test_an_answer_that_is_not_data_stages_nothing_and_keeps_the_cursor(make_config, apps, feed, fault, fmt, words):
     feed.add(record(11), record(12), record(13))
@@ -306,7 +317,7 @@ def test_cdr_feed_backfill_command(make_config, feed):
     done = runner.invoke(cli, ["--config", str(config), "feed", "backfill", "--source", "hero-feed",
                                "--date", "2026-10-02"], catch_exceptions=False)
     assert done.exit_code == 0, done.output
-    assert "hero-feed_2026-10-02_1-11.csv: queued" in done.output
+    assert "hero-feed_2026-10-02_1-11.csv: loaded, 1 records" in done.stdout  # its final status, after loading
     bad = runner.invoke(cli, ["--config", str(config), "feed", "backfill", "--source", "hero-feed", "--date", "2026-13-40"])
     assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
     app = app_with(make_config, feed_toml(feed))

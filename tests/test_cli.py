@@ -14,7 +14,7 @@ from ingest.cli import cli
 from tests.records import record, render
 
 COMMANDS = ["upload", "files", "show", "release", "discard", "retry", "records", "load", "watch", "collect",
-            "status", "daemon", "feed", "feed backfill"]
+            "status", "daemon", "feed", "feed backfill", "init", "doctor", "cat", "compare"]
 
 
 @pytest.fixture
@@ -118,7 +118,8 @@ def test_records_json_keeps_money_exact_and_numbers_as_text(run, hero_file, tmp_
     path = tmp_path / "hero_cdr_20261001.csv"
     path.write_bytes(render([record(1, Charge="0.1000", AParty="0016491234567")]))
     run("upload", str(path), "--carrier", "hero", "--type", "cdr")
-    [shown] = json.loads(run("records", "--file", "1", "--json").output)
+    [line] = run("records", "--file", "1", "--json").output.splitlines()  # JSON Lines: one object per record
+    shown = json.loads(line)
     assert shown["charge"] == "0.1000" and shown["a_party"] == "0016491234567"
     assert shown["utc_time"] == "2026-10-01T00:05:09Z"
 
@@ -135,6 +136,16 @@ def test_bad_input_exits_non_zero_with_one_line(run, args, message):
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error: ")
+
+
+def test_the_help_test_covers_every_command():
+    def names(group, prefix=""):
+        for name, command in group.commands.items():
+            yield prefix + name
+            if hasattr(command, "commands"):
+                yield from names(command, f"{prefix}{name} ")
+
+    assert sorted(names(cli)) == sorted(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

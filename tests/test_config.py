@@ -22,8 +22,11 @@ def write(tmp_path, text: str, carriers: bool = True) -> Path:
 def test_the_shipped_configuration_loads_with_both_carriers():
     config = load_config(REPO / "config" / "cdr.toml", env={})
     assert set(config.carriers) >= {"hero", "techconnections"}
-    assert config.database_url == "sqlite:///var/cdr.sqlite"
-    assert str(config.staging_dir) == "var/staging"
+    # Relative to config/, the file's folder: the repository's var/, whatever the working directory.
+    assert config.database_url == f"sqlite:///{REPO}/config/../var/cdr.sqlite"
+    assert config.staging_dir == REPO / "config" / "../var/staging"
+    assert {s.options["path"] for s in config.sources} == {
+        f"{REPO}/config/../var/dropbox/{d}" for d in ("hero/daily", "hero/monthly", "techconnections")}
     assert config.carriers["techconnections"].same_name_rule is True
     assert config.carriers["hero"].same_name_rule is False
 

@@ -154,7 +154,8 @@ def test_cdr_collect_prints_each_files_final_status_after_loading(make_config, t
     assert collected.exit_code == 1, collected.output  # a file failed to load
     lines = collected.stdout.splitlines()
     assert lines[:2] == ["hero-share: #1 hero_cdr_20261001.csv: loaded, 2 records",
-                         "hero-share: #2 hero_cdr_20261002.csv: held (duplicate-content)"]
+                         "hero-share: #2 hero_cdr_20261002.csv: held (duplicate-content): "
+                         "repeats #1 (hero_cdr_20261001.csv, loaded)"]
     failed = lines[2]
     assert failed.startswith("hero-share: #3 hero_cdr_20261003.csv: failed") and "line 1, field" in failed
     [shown] = json.loads(CliRunner().invoke(cli, ["--config", str(config), "collect", "--json"]).stdout)

@@ -172,6 +172,17 @@ def test_a_complete_file_is_taken_staged_moved_and_loaded(setup, collector, fold
     assert (loaded.status, loaded.loaded) == ("loaded", 2)
 
 
+def test_a_stopping_drop_folder_takes_no_further_file(setup, collector, folder):
+    app = setup(source_toml("drop", folder))
+    dropfolder = collector(app, watching=True)
+    drop(folder / "hero_cdr_20261001.csv", feed(1))
+    dropfolder.stopping.set()  # the daemon is stopping: the file waits for the next start
+    assert dropfolder.collect().received == [] and rows(app) == []
+    assert (folder / "hero_cdr_20261001.csv").exists()
+    dropfolder.stopping.clear()
+    assert len(take(dropfolder)) == 1
+
+
 def test_a_closed_file_younger_than_min_age_waits_until_old_enough(setup, collector, folder):
     app = setup(source_toml("drop", folder, min_age_seconds=5))
     clock = Clock(time.time())

@@ -216,6 +216,16 @@ def test_a_crash_between_staging_and_marking_loses_nothing_and_takes_nothing_twi
         app.close()
 
 
+def test_a_stopping_mailbox_takes_no_further_message(make_config, apps, dovecot, user):
+    uid = dovecot.deliver(user, simple_email("one", "hero_cdr_20261001.csv", render([record(1)])))
+    app, collector = make(make_config, apps, dovecot, user)
+    collector.stopping.set()  # the daemon is stopping: the message waits for the next pass
+    assert collector.collect().received == [] and taken(app) == []
+    assert FLAG not in dovecot.flags(user)[uid]
+    collector.stopping.clear()
+    assert len(collector.collect().received) == 1 and FLAG in dovecot.flags(user)[uid]
+
+
 def test_an_oversized_message_is_reported_and_left_while_others_are_taken(make_config, apps, dovecot, user):
     big = dovecot.deliver(user, simple_email("big", "hero_cdr_20261001.csv", render([record(i) for i in range(1, 400)])))
     small = dovecot.deliver(user, simple_email("small", "hero_cdr_20261002.csv", render([record(500)])))

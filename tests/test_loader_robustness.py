@@ -172,3 +172,16 @@ def test_cdr_load_shows_a_file_left_queued_by_a_busy_database_in_one_line(app, b
     [shown] = json.loads(result.stdout)
     assert (shown["id"], shown["status"], shown["records"]) == (1, "queued", 0)
     assert shown["message"].startswith("file #1 (hero_cdr_20261001.csv) stays queued: catalog database busy")
+
+
+def test_the_daemons_loader_passes_over_a_file_a_busy_database_left_queued(app, busy_catalog):
+    from ingest.daemon import load_while
+
+    first = upload(app, render([record(1)]), "hero_cdr_20261001.csv")
+    second = upload(app, render([record(2)]), "hero_cdr_20261002.csv")
+    with busy_catalog() as busy_app:
+        done = load_while(busy_app, lambda: True)  # ends once every queued file was tried this round
+    assert row(app, first.id)["status"] == "queued"
+    # PostgreSQL holds only the first file's row: the file behind it loads. SQLite's lock holds the database.
+    assert (done, row(app, second.id)["status"]) == ((0, "queued") if app.catalog.is_sqlite else (1, "loaded"))
+    assert load_while(app, lambda: True) == (2 if app.catalog.is_sqlite else 1)

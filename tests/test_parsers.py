@@ -590,6 +590,13 @@ class ParserContract:
         assert (err.line, err.field) == (json_feed.record_line(data, 2, delimited_line=0), field)
         assert what in err.reason and "where a number or text is expected" in err.reason
 
+    def test_a_lone_surrogate_escape_in_json_text_fails_at_its_line_and_key(self, json_feed):
+        rows = [record(1), record(2, TextDesc1="MARK"), record(3)]
+        data = json_feed.render(rows).replace(b"MARK", b"\\ud800")
+        err = json_feed.error(data)
+        assert (err.line, err.field) == (json_feed.record_line(data, 2, delimited_line=0), "TextDesc1")
+        assert "not valid Unicode" in err.reason
+
     @pytest.mark.parametrize("stray", ['"He said "hi" again"', '"Spark" mobile', '"a""b"c"', '"x" ', '""x'])
     def test_a_stray_quote_in_a_quoted_field_fails(self, delimited, stray):
         rows = [record(1), record(2, TextDesc1="two\nlines"), record(3), record(4, TextDesc1="MARK"), record(5)]

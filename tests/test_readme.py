@@ -45,3 +45,4 @@ def test_the_demo_command_loads_the_samples_and_holds_the_resend(tmp_path):
     assert upload.count(": loaded,") == 2
     assert "held (duplicate-content)" in upload
     assert "duplicate-content" in listing and (tmp_path / "var" / "cdr.sqlite").exists()
+    assert not (tmp_path / "config" / "var").exists()  # config/cdr.toml's ../var: the clone's var/

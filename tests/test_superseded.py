@@ -119,13 +119,13 @@ def test_a_corrected_archive_supersedes_the_unreadable_one_of_its_name_and_carri
     app = app_with(make_config, "[intake]\nmax_zip_members = 1\n")
     try:
         too_many = archive(**{"a.csv": render([record(1)]), "b.csv": render([record(2)])})
-        [hero_zip] = receive(app, io.BytesIO(too_many), Origin("upload", "october.zip", carrier="hero",
-                                                               file_type="cdr"))
-        [tc_zip] = receive(app, io.BytesIO(too_many), Origin("upload", "october.zip", carrier="techconnections",
+        name = "hero_cdr_202610.zip"  # the name carries the billing period (Hero's monthly rule)
+        [hero_zip] = receive(app, io.BytesIO(too_many), Origin("upload", name, carrier="hero", file_type="cdr"))
+        [tc_zip] = receive(app, io.BytesIO(too_many), Origin("upload", name, carrier="techconnections",
                                                              file_type="cdr"))
         assert {hero_zip.reason, tc_zip.reason} == {"unreadable"}
         [member] = receive(app, io.BytesIO(archive(**{"a.csv": render([record(1), record(2)])})),
-                           Origin("upload", "october.zip", carrier="hero", file_type="cdr"))
+                           Origin("upload", name, carrier="hero", file_type="cdr"))
 
         assert admin.load_now(app, [member])[member.id].status == "loaded"
 
@@ -165,3 +165,40 @@ def test_a_kill_before_the_replacements_load_commits_leaves_the_failed_file_fail
     assert [(r["status"], r["superseded_by"]) for r in rows(app)] == [("failed", None), ("queued", None)]
     assert load_file(app, 2).status == "loaded"
     assert [(r["status"], r["superseded_by"]) for r in rows(app)] == [("superseded", 2), ("loaded", None)]
+
+
+@pytest.mark.parametrize("carrier, name_identifies", [("hero", False), ("techconnections", True)])
+def test_a_name_without_a_period_identifies_the_failed_file_only_where_the_carrier_says_names_do(
+        app, carrier, name_identifies):
+    # usage.csv: no date in the name. Hero reuses names (no same_name_rule): September's failed usage.csv is
+    # not October's to bury. Tech Connections' names identify its files (same_name_rule): it is replaced.
+    [failed] = receive(app, io.BytesIO(malformed(carrier)), Origin("upload", "usage.csv", carrier=carrier,
+                                                                   file_type="cdr"))
+    assert admin.load_now(app, [failed])[failed.id].status == "failed"
+
+    [later] = receive(app, io.BytesIO(render([record(1), record(2)], carrier=carrier)),
+                      Origin("upload", "usage.csv", carrier=carrier, file_type="cdr"))
+    assert admin.load_now(app, [later])[later.id].status == "loaded"
+
+    expected = ("superseded", later.id) if name_identifies else ("failed", None)
+    assert (by_id(app)[failed.id]["status"], by_id(app)[failed.id]["superseded_by"]) == expected
+
+
+def test_a_file_of_another_type_never_supersedes(app):
+    [calls] = receive(app, io.BytesIO(malformed()), Origin("upload", "hero_cdr_20261001.csv"))
+    assert admin.load_now(app, [calls])[calls.id].status == "failed"
+    [fees] = receive(app, io.BytesIO(render([record(5)])), Origin("upload", "hero_cdr_20261001.csv", carrier="hero",
+                                                                  file_type="sdr"))
+    assert admin.load_now(app, [fees])[fees.id].status == "loaded"
+    assert by_id(app)[calls.id]["status"] == "failed"  # fees do not replace calls
+
+
+def test_a_file_of_another_billing_period_never_supersedes(app):
+    [september] = receive(app, io.BytesIO(malformed()), Origin("upload", "hero_cdr_202609.csv"))
+    assert admin.load_now(app, [september])[september.id].status == "failed"
+    # An October file carrying September's name in a zip of October's name: its period is October's.
+    [october] = receive(app, io.BytesIO(archive(**{"hero_cdr_202609.csv": render([record(1)])})),
+                        Origin("upload", "hero_cdr_202610.zip", carrier="hero", file_type="cdr",
+                               billing_period="2026-10"))
+    assert admin.load_now(app, [october])[october.id].status == "loaded"
+    assert by_id(app)[september.id]["status"] == "failed"

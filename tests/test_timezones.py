@@ -154,5 +154,5 @@ def test_records_json_shows_the_utc_time(app):
     upload(app, [1], "hero_cdr_20251231.csv")
     load_queued(app)
     result = CliRunner().invoke(cli, ["--config", str(app.config.path), "records", "--json"], catch_exceptions=False)
-    [shown] = json.loads(result.output)
+    [shown] = [json.loads(line) for line in result.stdout.splitlines()]  # JSON Lines: one record a line
     assert shown["utc_time"] == "2025-12-31T11:00:15Z"

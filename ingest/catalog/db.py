@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Connection, create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
@@ -32,12 +32,60 @@ HEAD_REVISION = "0006"
 SQLITE_BUSY_SECONDS = 60
 
 
-def normalise_url(url: str) -> str:
-    """``postgresql://`` means psycopg 3 here (SQLAlchemy's own default would be psycopg2)."""
-    parsed = make_url(url)
+# The catalog speaks SQLite (the standard library's sqlite3) and PostgreSQL (psycopg 3), nothing else.
+SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
+class DatabaseUrlError(PermanentError):
+    """A database URL the catalog cannot use: unparsable, an unsupported driver, or a SQLite file in a folder
+    that does not exist. The message is one line and never shows the password."""
+
+
+def parse_database_url(url: str) -> URL:
+    """The URL, normalised (``postgresql://`` and ``postgres://`` mean psycopg 3); raises DatabaseUrlError
+    when it is unparsable or names a driver the catalog does not speak."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # SQLAlchemy's ArgumentError, or a ValueError for a bad port: one line, no URL echoed
+        raise DatabaseUrlError("cannot parse the database URL (expected sqlite:///PATH or "
+                               "postgresql://USER@HOST/DBNAME)") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        raise DatabaseUrlError(f"unsupported database driver {parsed.drivername!r} in "
+                               f"{parsed.render_as_string(hide_password=True)} (use sqlite:///PATH or "
+                               "postgresql://USER@HOST/DBNAME)")
+    return parsed
+
+
+def sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL; None for PostgreSQL or an in-memory database."""
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def check_database_url(url: str, create_folder: bool = False) -> str:
+    """The normalised URL, checked without connecting: parsable, a supported driver and, for SQLite, a file
+    whose folder exists. That folder is created only when ``create_folder`` says the configuration's own
+    layout names it (a path relative to the configuration file, as ``cdr init`` writes); a URL pointing into
+    a missing folder is refused, so a typo never starts an empty catalog somewhere unexpected."""
+    parsed = parse_database_url(url)
+    path = sqlite_file(parsed)
+    if path is not None and not path.parent.is_dir():
+        if not create_folder or path.parent.exists():
+            raise DatabaseUrlError(f"the folder of the SQLite database {path} does not exist "
+                                   "(create it, or point the URL at an existing folder)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUrlError(f"cannot create the folder of the SQLite database {path}: {exc.strerror}") from None
     return parsed.render_as_string(hide_password=False)
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (SQLAlchemy's own default would be psycopg2)."""
+    return parse_database_url(url).render_as_string(hide_password=False)
 
 
 def describe_url(url: str) -> str:
@@ -45,12 +93,11 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def make_engine(url: str) -> Engine:
-    url = normalise_url(url)
+def make_engine(url: str, create_folder: bool = False) -> Engine:
+    """An engine for a checked URL (see :func:`check_database_url`; ``create_folder`` as there)."""
+    url = check_database_url(url, create_folder)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # NullPool: a connection per use, so no idle connection holds the file across a fork or an ATTACH.
         engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_SECONDS})
 
@@ -159,9 +206,9 @@ class Catalog:
     locks would not see each other).
     """
 
-    def __init__(self, url: str, migrate: bool = True):
+    def __init__(self, url: str, migrate: bool = True, create_folder: bool = False):
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, create_folder)
         self.dialect = self.engine.dialect.name
         self._access = _lock_for(make_url(self.url).database) if self.is_sqlite else SharedExclusiveLock()
         if migrate:
@@ -278,9 +325,21 @@ def _lock_key(name: str) -> int:
     return zlib.crc32(name.encode()) - 2**31
 
 
+# Rows a streamed query fetches at a time (a server-side cursor's FETCH on PostgreSQL, fetchmany on SQLite).
+STREAM_CHUNK = 2000
+
+
+def stream(conn: Connection, query, chunk: int = STREAM_CHUNK):
+    """The rows of ``query``, fetched ``chunk`` at a time as they are iterated, never all at once: a server-side
+    cursor on PostgreSQL (inside the connection's transaction), SQLite's stepping cursor. The query runs now (an
+    error is raised before any row is used); iterate the result inside the connection's block."""
+    return conn.execute(query, execution_options={"stream_results": True, "yield_per": chunk})
+
+
 def first_line(exc: object) -> str:
     """An error's message as one line: its first (driver messages add DETAIL and CONTEXT lines)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["Catalog", "PermanentError", "describe_url", "first_line", "make_engine", "normalise_url"]
+__all__ = ["Catalog", "DatabaseUrlError", "PermanentError", "check_database_url", "describe_url",
+           "first_line", "make_engine", "normalise_url", "stream"]

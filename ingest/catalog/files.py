@@ -25,17 +25,20 @@ the file sent under its name is the correction, so it is not held for the name.
 
 from __future__ import annotations
 
+from calendar import monthrange
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Date, and_, case, cast, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 
+from ..config import STATUSES  # noqa: F401 (re-exported: the catalog's statuses)
 from ..errors import InvalidState, NotFound
-from .schema import file_events, file_links, files
+from ..export import FILE_SORTS
+from .db import stream
+from .schema import file_events, file_links, files, records
 
-STATUSES = ("queued", "loaded", "held", "failed", "discarded", "ignored", "superseded")
 # Files that count as "received before" for the duplicate checks.
 COUNTS_AS_EARLIER = ("queued", "loaded", "held", "failed", "superseded")
 # Files a same-named file may repeat (the carrier's ``same_name_rule``): those whose records are or may be loaded.
@@ -110,14 +113,79 @@ def transition(
     return current
 
 
-def loaded_why(inserted: int, skipped: int) -> str:
-    return f"loaded {inserted} records" + (f", skipped {skipped} already loaded" if skipped else "")
+def loaded_why(inserted: int, skipped: int, period: str | None = None) -> str:
+    """The audit reason of a load; ``period``: the billing period the file was given from its records."""
+    return (f"loaded {inserted} records" + (f", skipped {skipped} already loaded" if skipped else "")
+            + (f"; billing period {period} from its records" if period else ""))
 
 
-def supersede_failed(conn: Connection, file_id: int, *, actor: str) -> list[int]:
-    """In the transaction that loads file ``file_id``: move the earlier failed files it replaces (see the
-    module docstring) to ``superseded``, linked to it by ``superseded_by`` and audited; returns their ids."""
-    replaced = list(conn.execute(_replaced_by(file_id)).scalars())
+def record_date(dialect_name: str):
+    """A record's own date, as a SQL expression over ``records``: for a call (``record_type`` cdr) the date of
+    its UTC time, else (a service fee, or a call without a time) its bill date. The one definition of it: a
+    loaded file's ``records_from``/``records_to`` (and the billing period a file whose name carries no date
+    is given from them) and ``cdr records --period`` both use it. On SQLite a UTC time is stored as
+    'YYYY-MM-DD HH:MM:SS' text, so its date is the first ten characters; on PostgreSQL it is a timestamptz,
+    taken in UTC whatever the session's time zone."""
+    if dialect_name == "sqlite":
+        utc_date = func.substr(records.c.utc_time, 1, 10)
+    else:
+        utc_date = cast(func.timezone("UTC", records.c.utc_time), Date)
+    call = and_(records.c.record_type == "cdr", records.c.utc_time.is_not(None))
+    return case((call, utc_date), else_=records.c.bill_date)
+
+
+def span_values(billing_period: str | None, first: date | str | None, last: date | str | None) -> dict[str, Any]:
+    """The ``files`` values a load sets from its records' own dates (first and last): ``records_from`` and
+    ``records_to``, and ``billing_period`` (YYYY-MM) when the file has none and every record falls in one
+    month. A period the file already has (from its name, or its source) is kept."""
+    first, last = _as_date(first), _as_date(last)
+    values: dict[str, Any] = {"records_from": first, "records_to": last}
+    if billing_period is None and first is not None and (first.year, first.month) == (last.year, last.month):
+        values["billing_period"] = f"{first:%Y-%m}"
+    return values
+
+
+def _iso(value: date | None) -> str | None:
+    """A date in the form the SQLite dialect stores ``Date``."""
+    return value.isoformat() if value is not None else None
+
+
+def _as_date(value: date | str | None) -> date | None:
+    """A date as the drivers return it: a ``date`` (PostgreSQL) or ISO text (SQLite)."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def in_period(period: str):
+    """The files of billing period YYYY-MM: those it is the billing period of, and those whose records' own
+    dates (``records_from``..``records_to``) overlap that month."""
+    year, month = (int(part) for part in period.split("-"))
+    first, last = date(year, month, 1), date(year, month, monthrange(year, month)[1])
+    return or_(files.c.billing_period == period, and_(files.c.records_from <= last, files.c.records_to >= first))
+
+
+def mark_loaded(conn: Connection, file_id: int, *, inserted: int, skipped: int, actor: str, after: int) -> None:
+    """The ``queued -> loaded`` transition on a SQLAlchemy connection, audited: the counts, the span of record
+    ids the file was given (its records above id ``after``) and its records' own dates (:func:`span_values`),
+    all from one aggregate over those records."""
+    first = last = None
+    values = span_values(None, None, None)
+    if inserted:
+        dates = record_date(conn.dialect.name)
+        first, last, low, high = conn.execute(
+            select(func.min(records.c.id), func.max(records.c.id), func.min(dates), func.max(dates))
+            .where(records.c.file_id == file_id, records.c.id > after)
+        ).one()
+        period = conn.execute(select(files.c.billing_period).where(files.c.id == file_id)).scalar_one()
+        values = span_values(period, low, high)
+    transition(conn, file_id, "loaded", allowed_from=("queued",), actor=actor, action="loaded",
+               why=loaded_why(inserted, skipped, values.get("billing_period")), records_loaded=inserted,
+               records_skipped=skipped, error=None, reason=None, first_record_id=first, last_record_id=last, **values)
+
+
+def supersede_failed(conn: Connection, file_id: int, *, actor: str, name_identifies: bool) -> list[int]:
+    """In the transaction that loads file ``file_id``: move the earlier failed files it replaces (see
+    :func:`_replaced_by`) to ``superseded``, linked to it by ``superseded_by`` and audited; returns their ids."""
+    replaced = list(conn.execute(_replaced_by(file_id, name_identifies)).scalars())
     for earlier_id in replaced:
         transition(conn, earlier_id, "superseded", allowed_from=("failed",), actor=actor, action="superseded",
                    why=superseded_why(file_id), superseded_by=file_id)
@@ -128,40 +196,58 @@ def superseded_why(file_id: int) -> str:
     return f"replaced by #{file_id}, a file of the same carrier and name that loaded"
 
 
-def _replaced_by(file_id: int):
-    """The ids of the failed files that file ``file_id`` replaces: earlier, the same carrier, and named
-    as it is or as the archive it came in."""
+def _replaced_by(file_id: int, name_identifies: bool):
+    """The ids of the failed files that file ``file_id`` replaces: earlier, of the same carrier and type,
+    named as it is or as the archive it came in, and of the same billing period. Where either period is
+    unknown (a name without a date), the name alone identifies the file only for a carrier that says its
+    names do (``same_name_rule``, ``name_identifies``): a carrier that reuses ``usage.csv`` every month must
+    not bury last month's failed file under this month's."""
     replacement = files.alias("replacement")
+    same_period = files.c.billing_period == replacement.c.billing_period
+    if name_identifies:
+        same_period = or_(same_period, files.c.billing_period.is_(None), replacement.c.billing_period.is_(None))
     return (
         select(files.c.id)
         .join(replacement, replacement.c.id == file_id)
         .where(files.c.status == "failed", files.c.carrier == replacement.c.carrier, files.c.id < replacement.c.id,
+               or_(files.c.type == replacement.c.type, files.c.type.is_(None)),
+               same_period,
                or_(files.c.name == replacement.c.name, files.c.name == replacement.c.container))
         .order_by(files.c.id)
     )
 
 
 def mark_loaded_dbapi(cursor, file_id: int, *, inserted: int, skipped: int, actor: str,
-                      span: tuple[int | None, int | None]) -> None:
+                      span: tuple[int | None, int | None], name_identifies: bool) -> None:
     """The ``queued -> loaded`` transition and its audit event, and the ``failed -> superseded`` transitions
     it causes (:func:`supersede_failed`), for the SQLite bulk path whose transaction runs on an ADBC (DBAPI,
     qmark) cursor rather than a SQLAlchemy connection. The caller holds the write lock (BEGIN IMMEDIATE)
     and has checked the file is queued. Timestamps are written in the form the SQLite dialect stores
-    ``UTCDateTime``."""
+    ``UTCDateTime``. The records' own dates are one aggregate over the id span (the primary key), as
+    :func:`mark_loaded` does."""
     stamp = now().replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    why = loaded_why(inserted, skipped)
+    values = span_values(None, None, None)
+    if span[0] is not None:
+        dates = record_date("sqlite")
+        _execute_dbapi(cursor, select(func.min(dates), func.max(dates)).where(records.c.id.between(*span)))
+        low, high = cursor.fetchone()
+        _execute_dbapi(cursor, select(files.c.billing_period).where(files.c.id == file_id))
+        values = span_values(cursor.fetchone()[0], low, high)
+    period = values.get("billing_period")
+    why = loaded_why(inserted, skipped, period)
     cursor.execute(
         "UPDATE files SET status = 'loaded', records_loaded = ?, records_skipped = ?, error = NULL, reason = NULL,"
-        " first_record_id = ?, last_record_id = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
-        (inserted, skipped, span[0], span[1], stamp, file_id),
+        " first_record_id = ?, last_record_id = ?, records_from = ?, records_to = ?,"
+        " billing_period = COALESCE(billing_period, ?), updated_at = ? WHERE id = ? AND status = 'queued'",
+        (inserted, skipped, span[0], span[1], _iso(values["records_from"]), _iso(values["records_to"]), period, stamp,
+         file_id),
     )
     cursor.execute(
         "INSERT INTO file_events (file_id, at, actor, action, from_status, to_status, reason)"
         " VALUES (?, ?, ?, 'loaded', 'queued', 'loaded', ?)",
         (file_id, stamp, actor, why),
     )
-    replaced = _replaced_by(file_id).compile(dialect=sqlite.dialect())
-    cursor.execute(str(replaced), [replaced.params[name] for name in replaced.positiontup])
+    _execute_dbapi(cursor, _replaced_by(file_id, name_identifies))
     for (earlier_id,) in cursor.fetchall():
         cursor.execute(
             "UPDATE files SET status = 'superseded', superseded_by = ?, updated_at = ?"
@@ -175,6 +261,12 @@ def mark_loaded_dbapi(cursor, file_id: int, *, inserted: int, skipped: int, acto
         )
 
 
+def _execute_dbapi(cursor, statement) -> None:
+    """Run a SQLAlchemy statement on a SQLite DBAPI (qmark) cursor."""
+    compiled = statement.compile(dialect=sqlite.dialect())
+    cursor.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup])
+
+
 def audit(conn: Connection, file_id: int, *, actor: str, action: str, why: str | None) -> None:
     """Record an event that does not change the status (for example a retry that loads nothing new)."""
     status = get_file(conn, file_id)["status"]
@@ -183,9 +275,9 @@ def audit(conn: Connection, file_id: int, *, actor: str, action: str, why: str |
 
 def record_format(conn: Connection, file_id: int, file_format: str, *, actor: str) -> None:
     """Record the format a file's content is actually in, when it is not the one the file has (a name that
-    lies: a pipe-separated ``.txt``; or none was known); audited, the status unchanged."""
+    lies: a pipe-separated ``.txt``; or none was known) and it is still queued; audited, the status unchanged."""
     current = get_file(conn, file_id)
-    if current["format"] == file_format:
+    if current["format"] == file_format or current["status"] != "queued":
         return
     conn.execute(update(files).where(files.c.id == file_id).values(format=file_format, updated_at=now()))
     was = f"received as {current['format']}" if current["format"] else "no format was given"
@@ -214,33 +306,65 @@ def get_file(conn: Connection, file_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def list_files(
-    conn: Connection,
+# The columns each ``cdr files --sort`` key (:data:`ingest.export.FILE_SORTS`) orders by, the id breaking ties.
+SORT_COLUMNS = {"id": (files.c.id,), "received": (files.c.received_at, files.c.id), "name": (files.c.name, files.c.id)}
+assert set(SORT_COLUMNS) == set(FILE_SORTS), "a sort key without its columns"
+
+
+def files_query(
     *,
     carrier: str | None = None,
     file_type: str | None = None,
     cadence: str | None = None,
     status: str | None = None,
     period: str | None = None,
+    since: datetime | None = None,
+    sort: str = "id",
     limit: int | None = None,
-) -> list[dict[str, Any]]:
-    query = select(files).order_by(files.c.id)
+):
+    """The files matching every filter given (``since``: received at or after it), in ``sort`` order (one of
+    :data:`ingest.export.FILE_SORTS`, ``-`` first for descending)."""
+    order = SORT_COLUMNS[sort.lstrip("-")]
+    query = select(files).order_by(*(column.desc() if sort.startswith("-") else column for column in order))
     for column, value in (
         (files.c.carrier, carrier),
         (files.c.type, file_type),
         (files.c.cadence, cadence),
         (files.c.status, status),
-        (files.c.billing_period, period),
     ):
         if value is not None:
             query = query.where(column == value)
+    if period is not None:
+        query = query.where(in_period(period))
+    if since is not None:
+        query = query.where(files.c.received_at >= since)
     if limit:
         query = query.limit(limit)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return query
+
+
+def list_files(conn: Connection, **filters: Any) -> list[dict[str, Any]]:
+    """The files matching ``filters`` (those of :func:`files_query`), each a dict of its columns."""
+    return [dict(r) for r in conn.execute(files_query(**filters)).mappings()]
+
+
+def iter_files(conn: Connection, **filters: Any):
+    """As :func:`list_files`, each file a read-only mapping, streamed (:func:`ingest.catalog.db.stream`): iterate
+    it within ``conn``'s block, and close it (``with``) if not read to the end. The query runs before this
+    returns."""
+    return stream(conn, files_query(**filters)).mappings()
+
+
+def count_files(conn: Connection, **filters: Any) -> int:
+    """How many files match ``filters`` (those of :func:`files_query`, but for ``sort`` and ``limit``)."""
+    query = files_query(**filters).order_by(None).subquery()
+    return conn.execute(select(func.count()).select_from(query)).scalar_one()
 
 
 def links_of(conn: Connection, file_id: int) -> list[dict[str, Any]]:
-    """The files this one may repeat, with the earlier file's name, status and when it was received."""
+    """The files this one may repeat: each link's kind and ``records`` (for an overlap, how many of this file's
+    records the earlier file loaded first; None for a whole-file duplicate), with the earlier file's id, name,
+    status, ``records_loaded`` (its own record count), source and when it was received."""
     earlier = files.alias("earlier")
     query = (
         select(
@@ -249,6 +373,7 @@ def links_of(conn: Connection, file_id: int) -> list[dict[str, Any]]:
             earlier.c.id,
             earlier.c.name,
             earlier.c.status,
+            earlier.c.records_loaded,
             earlier.c.source,
             earlier.c.received_at,
         )
@@ -257,6 +382,15 @@ def links_of(conn: Connection, file_id: int) -> list[dict[str, Any]]:
         .order_by(earlier.c.id, file_links.c.kind)
     )
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def repeats_text(links: Iterable[dict[str, Any]]) -> str:
+    """The earlier files a held file repeats, from :func:`links_of`, each once: ``#1 (x.csv, loaded), #2
+    (y.csv, held)`` — how ``cdr upload``/``collect``/``watch`` and the daemon's log name them."""
+    shown: dict[int, str] = {}
+    for link in links:
+        shown.setdefault(link["id"], f"#{link['id']} ({link['name']}, {link['status']})")
+    return ", ".join(shown.values())
 
 
 def events_of(conn: Connection, file_id: int) -> list[dict[str, Any]]:
@@ -291,8 +425,9 @@ def same_delivery(conn: Connection, source: str, delivery: str, blob: str) -> li
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def queued_ids(conn: Connection, limit: int | None = None) -> list[int]:
-    query = select(files.c.id).where(files.c.status == "queued").order_by(files.c.id)
+def queued_ids(conn: Connection, limit: int | None = None, after: int = 0) -> list[int]:
+    """The queued files' ids above ``after``, oldest first."""
+    query = select(files.c.id).where(files.c.status == "queued", files.c.id > after).order_by(files.c.id)
     if limit:
         query = query.limit(limit)
     return list(conn.execute(query).scalars())

@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..doctor import CheckResult
 from ..errors import ConfigError
 from ..intake import Received
 
@@ -30,6 +31,9 @@ class PassResult:
     entry_errors: list[str] = field(default_factory=list)
     # The source itself was refused (login, host key, certificate): retrying soon would only hammer it.
     failed_permanently: bool = False
+    # Entries this listing saw for the first time (or changed): each is taken once a later listing shows it
+    # unchanged (a remote source's ``stable_listings``), so a first pass may see files and take none.
+    entries_waiting: int = 0
 
 
 # How often a scheduled source runs (``ingest.schedule.Schedule.of`` reads them).
@@ -75,6 +79,14 @@ class Collector(ABC):
     @abstractmethod
     def collect(self) -> PassResult:
         """One pass: take every file that is ready through the intake door."""
+
+    def check(self) -> list[CheckResult]:
+        """What ``cdr doctor`` reports for this source: can it be used now? Changes nothing anywhere:
+        takes, fetches, moves and records nothing (the catalog is not touched). Each result is one line
+        naming the source, never a secret. This default says only that the configuration was accepted;
+        kinds that reach something (a folder, a server) override it to check that."""
+        return [CheckResult(f"source {self.name}", True,
+                            f"{self.kind}: configuration valid; nothing more is checked for this kind")]
 
     def close(self) -> None:
         """Release connections and watchers."""

@@ -37,7 +37,8 @@ from carriers import Source, parser_for
 
 from ..catalog import cursors
 from ..config import FORMATS
-from ..errors import CdrError, ConfigError, ParseError, PermanentError, TransientError
+from ..doctor import CheckResult
+from ..errors import CdrError, ConfigError, NotText, ParseError, PermanentError, TransientError
 from ..intake import Origin, receive
 from ..schedule import Schedule
 from ..secrets import require_secret, resolve_secret
@@ -107,6 +108,8 @@ class BillingFeed(Collector):
         result = PassResult(self.name)
         try:
             for _ in range(self.max_pages):
+                if self.stopping.is_set():  # stopping: the next page waits for the next pass
+                    break
                 with self.app.catalog.read() as conn:
                     cursor = cursors.cursor_of(conn, self.name)
                 received = self._page(cursor if cursor is not None else 1, advance_from=cursor)
@@ -116,7 +119,7 @@ class BillingFeed(Collector):
         except CdrError as exc:
             result.errors.append(str(exc))
             result.failed_permanently = not exc.transient
-            log.warning("source %s: %s", self.name, exc)
+            log.debug("source %s: %s", self.name, exc)  # told once, at WARNING, with the pass (ingest.daemon)
         return result
 
     def backfill(self, date: str, hour: int | None = None) -> PassResult:
@@ -134,6 +137,37 @@ class BillingFeed(Collector):
             result.errors.append(str(exc))
             result.failed_permanently = not exc.transient
         return result
+
+    def check(self) -> list[CheckResult]:
+        """The feed's host resolves and accepts a connection (over TLS, its certificate verified, for https).
+        The feed itself is not queried: a query needs the cursor and counts against the carriers' one query
+        per 10 minutes; so the login and the answers are not checked, and the result says so."""
+        label = f"source {self.name}"
+        url = urllib.parse.urlsplit(self.url)
+        host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+        where = f"{host}:{port}"
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            return [CheckResult(label, False, f"billing_feed: {host} does not resolve: {exc.strerror}")]
+        try:
+            with socket.create_connection((host, port), timeout=self.timeout) as sock:
+                if url.scheme == "https":
+                    context = ssl.create_default_context(cafile=self.option("ca_file"))
+                    with context.wrap_socket(sock, server_hostname=host):
+                        pass
+        except ssl.SSLCertVerificationError as exc:
+            return [CheckResult(label, False, f"billing_feed: {where}: TLS certificate not trusted: "
+                                              f"{exc.verify_message}")]
+        except ssl.SSLError as exc:
+            return [CheckResult(label, False, f"billing_feed: {where}: TLS failed: {exc.reason or exc}")]
+        except (socket.timeout, TimeoutError):
+            return [CheckResult(label, False, f"billing_feed: {where}: no connection within {self.timeout:g} s")]
+        except OSError as exc:
+            return [CheckResult(label, False, f"billing_feed: {where}: {exc.strerror or type(exc).__name__}")]
+        reached = "connects over TLS, certificate verified" if url.scheme == "https" else "connects (plain HTTP, local)"
+        return [CheckResult(label, True, f"billing_feed: {where} resolves and {reached}; login and records not "
+                                         "checked (a query needs the cursor and the carriers allow one per 10 minutes)")]
 
     def _page(self, fromid: int, advance_from: int | None, date: str | None = None, hour: int | None = None,
               move_cursor: bool = True):
@@ -236,8 +270,11 @@ class BillingFeed(Collector):
                 count += batch.num_rows
                 if batch.num_rows:
                     highest = max(highest, pc.max(batch.column("feed_id")).as_py() or 0)
-        except ParseError as exc:
+        except (ParseError, NotText) as exc:
             raise TransientError(f"{self.url}: the answer does not parse as {self.format}: {exc}") from None
+        except Exception as exc:  # a fault of the parser's: this answer is not taken, and the pass says why
+            log.exception("source %s: the answer could not be checked", self.name)
+            raise TransientError(f"{self.url}: the answer could not be checked: {type(exc).__name__}") from None
         return count, highest
 
 

@@ -65,3 +65,6 @@ class DirectoryCollector(RemoteCollector):
 
     def connect(self) -> Transport:
         return DirectoryTransport()
+
+    def reached(self) -> None:
+        return None  # a folder here: only its listings say anything

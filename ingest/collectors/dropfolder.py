@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..config import CADENCES, FILE_TYPES, FORMATS
+from ..doctor import CheckResult, folder_problem
 from ..errors import CdrError, ConfigError, IntakeError
 from ..intake import Origin, receive
 from ..mail import Route, take_message
@@ -178,6 +179,8 @@ class DropFolder(Collector):
         now = self.clock()
         present = set()
         for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
+            if self.stopping.is_set():  # stopping: the rest are taken on the next start
+                break
             shown = safe_name(entry.name)  # a name is the dropper's: never a line break in a message
             if entry.is_symlink():
                 result.errors.append(f"{shown}: a symlink; never followed nor taken (put the file itself here)")
@@ -200,8 +203,8 @@ class DropFolder(Collector):
                     continue
                 if not isinstance(exc, (CdrError, OSError)):
                     log.exception("drop folder %s: %s", self.name, shown)
-                elif isinstance(exc, CdrError) and not exc.transient:
-                    log.warning("drop folder %s: %s: %s", self.name, shown, exc)
+                else:  # told once, with the pass (ingest.watch), or printed by ``cdr watch --once``
+                    log.debug("drop folder %s: %s: %s", self.name, shown, exc)
                 result.errors.append(f"{shown}: {_message(exc)}")
         with self._lock:
             for table in (self._finished, self._seen):
@@ -210,6 +213,22 @@ class DropFolder(Collector):
                     if name not in present and not os.path.lexists(self.path / name):
                         del table[name]
         return result
+
+    def check(self) -> list[CheckResult]:
+        """The folder exists and this user may move files out of it, and its done/ (a Maildir's cur/) is
+        safe: a plain folder, owned by this user or root, writable (or absent: it is made on first use)."""
+        label = f"source {self.name}"
+        problem = folder_problem(self.path)
+        if problem is None:
+            try:
+                with _destination(self.done, create=False) as into:
+                    if into is not None:
+                        problem = folder_problem(self.done)
+            except (IntakeError, OSError) as exc:
+                problem = _message(exc)
+        if problem is not None:
+            return [CheckResult(label, False, f"{self.kind}: {problem}")]
+        return [CheckResult(label, True, f"{self.kind}: {self.path} writable; {self.done.name}/ safe")]
 
     def pending(self) -> int:
         """How many files are present but not yet taken (waiting to be complete)."""
@@ -290,11 +309,25 @@ class DropFolder(Collector):
         name_max = os.fpathconf(into, "PC_NAME_MAX")
         for number in itertools.count(1):
             target = path.name if number == 1 else numbered(path.name, number, name_max)
+            try:  # a link never replaces a name, so a racing watcher's file cannot be overwritten
+                os.link(path, target, dst_dir_fd=into, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # done/ is another file system (no links across): check the name is free, then move.
+                try:
+                    os.stat(target, dir_fd=into, follow_symlinks=False)
+                    continue
+                except FileNotFoundError:
+                    os.replace(path, target, dst_dir_fd=into)
+                    return
             try:
-                os.stat(target, dir_fd=into, follow_symlinks=False)
-            except FileNotFoundError:
-                os.replace(path, target, dst_dir_fd=into)
-                return
+                os.unlink(path)
+            except FileNotFoundError:  # another watcher filed it away meanwhile: one copy in done/ is enough
+                os.unlink(target, dir_fd=into)
+            return
 
 
 def numbered(name: str, number: int, name_max: int = 255) -> str:

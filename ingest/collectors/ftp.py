@@ -373,6 +373,10 @@ class FtpCollector(RemoteCollector):
     def _tls_context(self) -> ssl.SSLContext | None:
         return None
 
+    def reached(self) -> str:
+        tls = "" if self.TLS is None else f"TLS ({self.TLS}) certificate verified, "
+        return f"{tls}logged in to {self.describe('/')}"
+
     def connect(self) -> Transport:
         where = f"{self.SCHEME}://{self.host}:{self.port}"
         password = resolve_secret(self.spec.options, "password") or Secret("")

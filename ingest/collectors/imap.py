@@ -44,6 +44,7 @@ import xxhash
 
 from .. import faults
 from ..catalog import mailboxes
+from ..doctor import CheckResult
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
 from ..intake import Received
 from ..mail import Route, take_message
@@ -139,7 +140,7 @@ class ImapMailbox(Collector):
         except CdrError as exc:
             result.errors.append(str(exc))
             result.failed_permanently = not exc.transient
-            log.warning("source %s: %s", self.name, exc)
+            log.debug("source %s: %s", self.name, exc)  # told once, at WARNING, with the pass (ingest.daemon)
         return result
 
     def _pass(self, session: "_Session", result: PassResult) -> None:
@@ -158,6 +159,8 @@ class ImapMailbox(Collector):
         sizes = session.sizes(todo)
         count = 0
         for uid in todo:
+            if self.stopping.is_set():  # stopping: the rest are taken on the next pass
+                break
             if self.max_messages is not None and count >= self.max_messages:
                 break  # a message that cannot be taken is skipped, never counted: it blocks nothing newer
             if uid not in sizes:
@@ -167,6 +170,26 @@ class ImapMailbox(Collector):
                                            f"over max_message_bytes ({self.max_bytes}); left in the mailbox")
                 continue
             count += self._take(session, uidvalidity, uid, result)
+
+    def check(self) -> list[CheckResult]:
+        """Log in, select the folder, check that taken messages can be marked, count those waiting: nothing
+        is fetched, marked, moved or recorded."""
+        label = f"source {self.name}"
+        try:
+            with self._session() as session:
+                session.select(self.folder)
+                if self.after == "move":
+                    marking = f"taken messages move to {self.processed!r}" + (
+                        "" if session.has_folder(self.processed) else " (created on the first pass)")
+                else:
+                    session.check_flag_kept(self.flag, self.folder)
+                    marking = f"taken messages are flagged {self.flag}"
+                waiting = len(session.search(self._unmarked()))
+        except CdrError as exc:
+            return [CheckResult(label, False, f"imap: {exc}")]
+        return [CheckResult(label, True, f"imap: logged in to {self.where} as {self.option('username')!r}, folder "
+                                         f"{self.folder!r} selected, {waiting} message{'' if waiting == 1 else 's'} "
+                                         f"waiting (nothing fetched); {marking}")]
 
     def _note_uidvalidity(self, uidvalidity: int) -> None:
         with self.app.catalog.write() as conn:
@@ -292,11 +315,16 @@ class _Session:
             raise PermanentError(f"{self.where}: the server does not keep the keyword {flag} in {folder!r}; "
                                  'set after = "move"')
 
+    def has_folder(self, folder: str) -> bool:
+        with _mapped(self.where, f"look for {folder}"):
+            return self.box.folder.exists(folder)
+
     def ensure_folder(self, folder: str) -> None:
+        if self.has_folder(folder):
+            return
         with _mapped(self.where, f"create {folder}"):
-            if not self.box.folder.exists(folder):
-                self.box.folder.create(folder)
-                log.info("%s: created folder %r for processed messages", self.where, folder)
+            self.box.folder.create(folder)
+        log.info("%s: created folder %r for processed messages", self.where, folder)
 
     def search(self, criteria: str) -> list[int]:
         with _mapped(self.where, "search"):

@@ -38,6 +38,7 @@ from typing import BinaryIO, ClassVar, Iterator
 from ..catalog import files as catalog_files
 from ..catalog import remote as remote_state
 from ..config import CADENCES, FILE_TYPES, FORMATS
+from ..doctor import CheckResult
 from ..errors import CdrError, ConfigError, PermanentError, TransientError
 from ..intake import Origin, receive
 from ..schedule import Schedule
@@ -188,6 +189,31 @@ class RemoteCollector(Collector):
             except Exception:  # closing a broken connection must not hide why it broke
                 log.debug("closing %s failed", self.name, exc_info=True)
 
+    def reached(self) -> str | None:
+        """What a successful :meth:`connect` proved, for ``cdr doctor`` (None: there was nothing to reach)."""
+        return f"connected and logged in to {self.describe('/')}"
+
+    def check(self) -> list[CheckResult]:
+        """Connect, log in and list each configured directory, through the same session a pass uses:
+        nothing is fetched, moved or deleted, and nothing is recorded (not even a listing's observations)."""
+        label = f"source {self.name}"
+        try:
+            with self.session() as transport:
+                reached = self.reached()
+                results = [CheckResult(label, True, f"{self.kind}: {reached}")] if reached else []
+                for mapping in self.dirs:
+                    try:
+                        entries = transport.list(mapping.path)
+                    except CdrError as exc:
+                        results.append(CheckResult(f"{label} {mapping.path}", False, str(exc)))
+                        continue
+                    files = sum(1 for entry in entries if entry.is_file)
+                    results.append(CheckResult(f"{label} {mapping.path}", True,
+                                               f"listed: {files} file{'' if files == 1 else 's'} (nothing fetched)"))
+        except CdrError as exc:
+            return [CheckResult(label, False, f"{self.kind}: {exc}")]
+        return results
+
     def collect(self) -> PassResult:
         result = PassResult(self.name)
         try:
@@ -199,7 +225,7 @@ class RemoteCollector(Collector):
         except CdrError as exc:
             result.errors.append(str(exc))
             result.failed_permanently = not exc.transient
-            log.warning("source %s: %s", self.name, exc)
+            log.debug("source %s: %s", self.name, exc)  # told once, at WARNING, with the pass (ingest.daemon)
         return result
 
     def _collect_dir(self, transport: Transport, mapping: DirMapping, result: PassResult) -> None:
@@ -228,6 +254,7 @@ class RemoteCollector(Collector):
                 observations.append((path, entry, known))
                 continue
             ready.append((path, entry))
+        result.entries_waiting += len(observations)
         present = {path for path, _, _ in listed} if seen or observations else set()
         vanished = any(path.startswith(prefix) and path not in present for path in seen)
         if observations or vanished:  # a listing that changed nothing writes nothing
@@ -242,7 +269,7 @@ class RemoteCollector(Collector):
                 result.received.extend(self._take(transport, mapping, path, entry))
             except PermanentError as exc:  # this entry is refused (permission, gone); the others go on
                 result.entry_errors.append(f"{path}: {exc}")
-                log.warning("source %s: %s: %s", self.name, path, exc)
+                log.debug("source %s: %s: %s", self.name, path, exc)  # told once, with the pass (ingest.daemon)
 
     def _take(self, transport: Transport, mapping: DirMapping, path: str, entry: RemoteEntry):
         origin = Origin(source=self.name, name=entry.name, location=self.describe(path), carrier=mapping.carrier,

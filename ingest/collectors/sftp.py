@@ -307,6 +307,9 @@ class SftpCollector(RemoteCollector):
     def describe(self, path: str) -> str:
         return f"sftp://{self._netloc}{path if path.startswith('/') else '/' + path}"
 
+    def reached(self) -> str:
+        return f"host key verified, logged in to sftp://{self._netloc}"
+
     # -- connecting ---------------------------------------------------------------------------------
 
     def connect(self) -> Transport:
