@@ -56,6 +56,17 @@ class CdrMailHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    def _note(self, error: str | None, collected: int) -> None:
+        """Record the listener's last success or error for ``cdr status``, as a source's pass is. Best effort:
+        the answer to the sender never depends on it (the catalog may be the very thing that is busy)."""
+        from .catalog import sources as source_states
+
+        try:
+            with self.app.catalog.write() as conn:
+                source_states.record_pass(conn, self.source, error=error, collected=collected, next_run=None)
+        except Exception as exc:  # noqa: BLE001 - told, never raised into the SMTP session
+            log.debug("smtp: could not record the listener's state: %s", exc)
+
     async def handle_DATA(self, server, session, envelope):
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
@@ -69,15 +80,19 @@ class CdrMailHandler:
                 actor=f"smtp:{envelope.mail_from}"))
         except CdrError as exc:
             log.warning("smtp: message from %s not taken: %s", envelope.mail_from, exc)
+            await loop.run_in_executor(None, self._note, f"a message from {envelope.mail_from} not taken: {exc}", 0)
             if exc.transient:
                 return "451 4.3.0 Temporarily unable to store the message; try again later"
             return "554 5.6.0 The message could not be taken"
-        except Exception:  # a fault of ours: the sender keeps the message and retries; never a half-truth 250
+        except Exception as exc:  # a fault of ours: the sender keeps the message and retries; never a half-truth 250
             log.exception("smtp: message from %s not taken", envelope.mail_from)
+            await loop.run_in_executor(None, self._note, f"a message from {envelope.mail_from} not taken: "
+                                                         f"{type(exc).__name__}", 0)
             return "451 4.3.0 Temporarily unable to store the message; try again later"
         # One line for the message; each of its files is told by the intake door (file_taken, file_held ...).
         log.info("smtp message taken", extra={"event": "mail_taken", "source": self.source,
                                               "sender": envelope.mail_from, "files": len(received)})
+        await loop.run_in_executor(None, self._note, None, len(received))
         if received and self.on_taken is not None:
             self.on_taken(received)
         return f"250 OK: {len(received)} attachment(s) staged"

@@ -195,6 +195,20 @@ def test_a_failure_to_store_answers_451_so_the_sender_keeps_the_message(app, lis
             with pytest.raises(smtplib.SMTPDataError) as refused:
                 client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email())
     assert refused.value.smtp_code == 451 and rows(app) == []
+    failing_state = listener_state(app)
+    assert failing_state["state"] == "failing" and "billing@herotel.example" in failing_state["last_error"]
     with smtplib.SMTP("127.0.0.1", listener.settings.port, timeout=10) as client:  # the sender's retry
         assert client.sendmail("billing@herotel.example", ["cdrs@billing.example.com"], carrier_email()) == {}
     assert len(rows(app)) == 5
+    recovered = listener_state(app)  # cdr status: the listener took mail since; the error is history
+    assert (recovered["state"], recovered["last_error"]) == ("listener", failing_state["last_error"])
+    assert recovered["last_error_at"] < recovered["last_success"]
+
+
+def listener_state(app) -> dict:
+    from ingest.catalog import sources as source_states
+    from ingest.smtp import SOURCE
+
+    with app.catalog.read() as conn:
+        [state] = [s for s in source_states.overview(conn, [], listeners=[SOURCE]) if s["source"] == SOURCE]
+    return state
