@@ -282,8 +282,11 @@ def config_search_path(env: dict[str, str] | None = None) -> list[Path]:
     directory's ``cdr.toml`` and ``config/cdr.toml``, then ``$HOME/.config/cdr-ingest/cdr.toml``, then
     ``cdr.toml`` in ``$CDR_SYSTEM_CONFIG_DIR`` (default ``/etc/cdr-ingest``)."""
     env = os.environ if env is None else env
-    cwd = Path.cwd()
-    places = [cwd / "cdr.toml", cwd / "config" / "cdr.toml"]
+    try:
+        cwd = Path.cwd()
+        places = [cwd / "cdr.toml", cwd / "config" / "cdr.toml"]
+    except FileNotFoundError:  # the working directory was removed: there is no "here" to search
+        places = []
     try:
         places.append((Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".config" / "cdr-ingest" / "cdr.toml")
     except RuntimeError:  # no home directory at all (an unknown uid in a container): that place is not searched
@@ -292,20 +295,24 @@ def config_search_path(env: dict[str, str] | None = None) -> list[Path]:
 
 
 def find_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Path:
-    """The configuration file in use, as an absolute path: ``path`` (``--config``), else ``$CDR_CONFIG``, else the
-    first of :func:`config_search_path` that exists. A named file that does not exist is a ConfigError; nothing
-    named and nothing found is ConfigNotFound."""
+    """The configuration file in use, as an absolute path with links resolved (its relative paths are taken from
+    the folder it really is in, not a link's): ``path`` (``--config``), else ``$CDR_CONFIG``, else the first of
+    :func:`config_search_path` that exists. A named file that does not exist is a ConfigError; nothing named and
+    nothing found is ConfigNotFound."""
     env = os.environ if env is None else env
     named = path if path is not None else env.get("CDR_CONFIG") or None
     if named is not None:
-        chosen = Path(named).absolute()
+        try:
+            chosen = Path(named).resolve()
+        except (FileNotFoundError, RuntimeError):  # a relative name from a removed directory; a link loop
+            raise ConfigError(str(named), "configuration file not found") from None
         if not chosen.exists():
             raise ConfigError(str(named), "configuration file not found")
         return chosen
     searched = config_search_path(env)
     for candidate in searched:
         if candidate.is_file():
-            return candidate
+            return candidate.resolve()
     raise ConfigNotFound(searched)
 
 

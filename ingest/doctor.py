@@ -238,8 +238,13 @@ def check_smtp(settings) -> CheckResult:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the listener binds
             probe.bind(address)
     except OSError as exc:
-        hint = " (is a cdr daemon already listening there?)" if getattr(exc, "errno", None) == errno.EADDRINUSE else ""
-        return CheckResult("smtp", False, f"cannot listen on {where}: {exc.strerror or exc}{hint}")
+        if getattr(exc, "errno", None) != errno.EADDRINUSE:
+            return CheckResult("smtp", False, f"cannot listen on {where}: {exc.strerror or exc}")
+        greeting = _smtp_greeting(settings.listen, settings.port)  # the running daemon's listener, or a stranger
+        if greeting is None:
+            return CheckResult("smtp", False, f"cannot listen on {where}: {exc.strerror or exc} (by something that "
+                                              "does not answer as an SMTP server)")
+        return CheckResult("smtp", True, f"a listener answers on {where}: {greeting}")
     tls = "no STARTTLS configured"
     if settings.tls_cert_file:
         try:
@@ -253,6 +258,20 @@ def check_smtp(settings) -> CheckResult:
                                               f"{exc.strerror or exc}")
         tls = "STARTTLS certificate and key load"
     return CheckResult("smtp", True, f"can listen on {where} for {settings.mailbox}@{settings.domain}; {tls}")
+
+
+def _smtp_greeting(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """The 220 greeting of an SMTP server listening at ``host:port`` (one line, shortened), or None."""
+    import smtplib
+
+    try:
+        with smtplib.SMTP(timeout=timeout) as client:
+            code, banner = client.connect(host, port)
+            client.quit()
+    except (OSError, smtplib.SMTPException):
+        return None
+    text = banner.decode("utf-8", "replace").splitlines()[0] if banner else ""
+    return f"220 {text[:80]}" if code == 220 else None
 
 
 # -- wording -------------------------------------------------------------------------------------------------

@@ -208,6 +208,25 @@ def test_a_bad_database_url_is_one_line_and_creates_nothing(tmp_path, url, reaso
     assert sorted(p.name for p in cwd.iterdir()) == ["cdr.toml"] and not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize("what, reason", [
+    ("a folder", "the SQLite database {path} is a folder, not a file"),
+    ("not a database", "cannot use the SQLite database {path}: file is not a database"),
+])
+def test_a_sqlite_url_naming_something_that_is_not_a_database_is_one_line(tmp_path, what, reason):
+    cwd = unrelated_dir(tmp_path)
+    (cwd / "cdr.toml").write_text(f'include = ["{REPO}/config/carriers/*.toml"]\n')
+    path = tmp_path / "catalog"
+    if what == "a folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"these are not the pages of an SQLite database\n" * 200)
+    before = path.is_dir() or path.read_bytes()
+    done = run_cdr("files", cwd=cwd, env=isolated_env(tmp_path, CDR_DATABASE_URL=f"sqlite:///{path}"))
+    assert (done.returncode, done.stdout) == (1, "")
+    assert one_line(done.stderr) == f"error: CDR_DATABASE_URL: {reason.format(path=path)}"
+    assert (path.is_dir() or path.read_bytes()) == before  # nothing written over it
+
+
 def test_a_configured_absolute_sqlite_path_into_a_missing_folder_is_refused(tmp_path):
     config = tmp_path / "cdr.toml"
     config.write_text(f'include = ["{REPO}/config/carriers/*.toml"]\n'
@@ -224,3 +243,31 @@ def test_load_config_without_a_file_anywhere_raises_config_not_found(tmp_path, m
     with pytest.raises(ConfigNotFound) as caught:
         load_config(env=isolated_env(tmp_path))
     assert caught.value.searched == tuple(config_search_path(isolated_env(tmp_path)))
+
+
+@pytest.mark.parametrize("linked_from", ["home", "--config"])
+def test_a_linked_configuration_takes_its_relative_paths_from_the_folder_it_really_is_in(tmp_path, linked_from):
+    install = tmp_path / "srv"
+    assert run_cdr("init", str(install), cwd=unrelated_dir(tmp_path), env=isolated_env(tmp_path)).returncode == 0
+    home_config = tmp_path / "home" / ".config" / "cdr-ingest" / "cdr.toml"
+    home_config.parent.mkdir(parents=True)
+    home_config.symlink_to(install / "cdr.toml")
+    sample = tmp_path / "hero_cdr_20261001.csv"
+    sample.write_bytes(render([record(1)]))
+    env = isolated_env(tmp_path)
+    where = ["--config", str(home_config)] if linked_from == "--config" else []
+    cwd = tmp_path / "elsewhere"
+
+    assert run_cdr(*where, "upload", str(sample), "--carrier", "hero", "--type", "cdr", cwd=cwd, env=env).returncode == 0
+
+    assert (install / "var" / "cdr.sqlite").exists()  # the installation's catalog, not one beside the link
+    assert not (home_config.parent / "var").exists()
+
+
+def test_a_removed_working_directory_is_no_traceback(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    # A shell whose directory was removed under it, then cdr: the search skips "here" and says where it looked.
+    done = subprocess.run(["sh", "-c", f'cd "{gone}" && rmdir "{gone}" && exec "{CDR}" files'],
+                          env=isolated_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and one_line(done.stderr).startswith("error: no configuration file found")

@@ -401,11 +401,28 @@ def test_the_smtp_listener_port_and_tls_files_are_checked(tmp_path):
         taken.listen()
         busy = doctor(sqlite_config(tmp_path, smtp))
     assert failed_line(busy, "smtp") == (f"FAIL  smtp: cannot listen on 127.0.0.1:{port}: Address already in use "
-                                         "(is a cdr daemon already listening there?)")
+                                         "(by something that does not answer as an SMTP server)")
     (tmp_path / "smtp.pem").write_text("not a certificate")
     bad_tls = doctor(sqlite_config(tmp_path, smtp + f'tls_cert_file = "{tmp_path}/smtp.pem"\n'
                                                     f'tls_key_file = "{tmp_path}/smtp.pem"\n'))
     assert "do not load as a certificate and its key" in failed_line(bad_tls, "smtp")
+
+
+def test_the_smtp_check_passes_while_the_daemons_own_listener_holds_the_port(tmp_path, apps):
+    from ingest.app import App
+    from ingest.config import load_config
+    from ingest.smtp import SmtpListener
+
+    port = free_port()
+    config = sqlite_config(tmp_path, f'[smtp]\ndomain = "billing.example.com"\nport = {port}\n')
+    app = App(load_config(config, env={}), actor="tester")
+    apps.append(app)
+    listener = SmtpListener(app, app.config.smtp).start()
+    try:
+        shown = checks(config)["smtp"]
+    finally:
+        listener.stop()
+    assert shown["ok"] and shown["detail"].startswith(f"a listener answers on 127.0.0.1:{port}: 220 ")
 
 
 def test_a_kind_without_a_check_of_its_own_says_only_its_configuration_was_accepted(tmp_path, apps):

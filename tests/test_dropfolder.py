@@ -183,6 +183,25 @@ def test_a_stopping_drop_folder_takes_no_further_file(setup, collector, folder):
     assert len(take(dropfolder)) == 1
 
 
+def test_a_folder_on_a_file_system_without_hard_links_still_files_taken_files_away(setup, collector, folder,
+                                                                                   monkeypatch):
+    import errno
+
+    def no_links(*_args, **_kwargs):  # as link(2) answers on vfat or many SMB mounts
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    app = setup(source_toml("drop", folder))
+    dropfolder = collector(app, watching=True)
+    (folder / "done").mkdir()
+    (folder / "done" / "hero_cdr_20261001.csv").write_bytes(b"an earlier file of that name")
+    drop(folder / "hero_cdr_20261001.csv", feed(1))
+    monkeypatch.setattr(os, "link", no_links)
+    assert len(take(dropfolder)) == 1
+    assert not (folder / "hero_cdr_20261001.csv").exists()
+    assert (folder / "done" / "hero_cdr_20261001 (2).csv").read_bytes() == feed(1)
+    assert (folder / "done" / "hero_cdr_20261001.csv").read_bytes() == b"an earlier file of that name"
+
+
 def test_a_closed_file_younger_than_min_age_waits_until_old_enough(setup, collector, folder):
     app = setup(source_toml("drop", folder, min_age_seconds=5))
     clock = Clock(time.time())

@@ -72,6 +72,8 @@ def check_database_url(url: str, create_folder: bool = False) -> str:
     a missing folder is refused, so a typo never starts an empty catalog somewhere unexpected."""
     parsed = parse_database_url(url)
     path = sqlite_file(parsed)
+    if path is not None and path.is_dir():
+        raise DatabaseUrlError(f"the SQLite database {path} is a folder, not a file")
     if path is not None and not path.parent.is_dir():
         if not create_folder or path.parent.exists():
             raise DatabaseUrlError(f"the folder of the SQLite database {path} does not exist "
@@ -212,7 +214,17 @@ class Catalog:
         self.dialect = self.engine.dialect.name
         self._access = _lock_for(make_url(self.url).database) if self.is_sqlite else SharedExclusiveLock()
         if migrate:
+            self._first_use()
+
+    def _first_use(self) -> None:
+        """Migrate; a SQLite file that cannot be opened as a database (not a database, unwritable) is refused in
+        one line, like a bad URL, rather than surfacing as a driver traceback."""
+        try:
             self.migrate()
+        except DBAPIError as exc:
+            if not self.is_sqlite or is_transient_db_error(exc):
+                raise
+            raise DatabaseUrlError(f"cannot use the SQLite database {self.sqlite_path}: {first_line(exc.orig)}") from None
 
     @property
     def sqlite_path(self) -> str | None:

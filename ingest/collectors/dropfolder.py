@@ -314,9 +314,10 @@ class DropFolder(Collector):
             except FileExistsError:
                 continue
             except OSError as exc:
-                if exc.errno != errno.EXDEV:
+                if exc.errno not in _NO_LINKS:
                     raise
-                # done/ is another file system (no links across): check the name is free, then move.
+                # No link here (done/ on another file system, or one without hard links: vfat, many SMB
+                # mounts): check the name is free, then move.
                 try:
                     os.stat(target, dir_fd=into, follow_symlinks=False)
                     continue
@@ -324,10 +325,16 @@ class DropFolder(Collector):
                     os.replace(path, target, dst_dir_fd=into)
                     return
             try:
-                os.unlink(path)
+                if os.stat(path, follow_symlinks=False).st_ino == os.stat(target, dir_fd=into).st_ino:
+                    os.unlink(path)
+                # else a new file was renamed in under the name meanwhile: it stays, to be taken on its own
             except FileNotFoundError:  # another watcher filed it away meanwhile: one copy in done/ is enough
                 os.unlink(target, dir_fd=into)
             return
+
+
+# Errors of link(2) that mean "no hard link here", not a fault: filing falls back to a move.
+_NO_LINKS = frozenset({errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
 def numbered(name: str, number: int, name_max: int = 255) -> str:
