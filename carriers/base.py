@@ -690,6 +690,9 @@ def _canonical(kind: str, values: pa.Array, required: bool) -> pa.Array | None:
             pc.cast(present, pa.date32())  # strict: exactly YYYY-MM-DD, a real day
             return None if pc.any(_year_zero(present)).as_py() else present
         if kind == "utc":
+            marked = _canonical_utc_marked(present)
+            if marked is not None:
+                return marked
             pc.cast(present, pa.timestamp("s"))  # strict: a real time, no offset
             shaped = pc.and_(pc.equal(pc.utf8_length(present), 19),
                              pc.equal(pc.utf8_slice_codeunits(present, 10, 11), " "))
@@ -698,6 +701,19 @@ def _canonical(kind: str, values: pa.Array, required: bool) -> pa.Array | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return None
+
+
+def _canonical_utc_marked(present: pa.Array) -> pa.Array | None:
+    """A column of UTC times written ISO 8601 with a ``Z`` (``2025-12-31T11:00:17Z``, as feeds send them) in
+    canonical form, by Arrow's own cast, which refuses impossible dates; None if any value is shaped otherwise
+    (the lenient path then sees it). Raises ArrowInvalid for an impossible date."""
+    shaped = pc.and_(pc.equal(pc.utf8_length(present), 20), pc.ends_with(present, "Z"))
+    if not pc.all(pc.fill_null(shaped, True)).as_py() or pc.any(_year_zero(present)).as_py():
+        return None
+    pc.cast(present, pa.timestamp("s", "UTC"))  # only to refuse what is not a real time
+    # Validated and fixed-width: the canonical text is the same characters, ' ' for the 'T' and no 'Z'.
+    return pc.binary_join_element_wise(pc.utf8_slice_codeunits(present, 0, 10),
+                                       pc.utf8_slice_codeunits(present, 11, 19), " ")
 
 
 def _round_trips(values: pa.Array, fmt: str) -> pa.Array:

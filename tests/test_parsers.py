@@ -328,6 +328,9 @@ class ParserContract:
         ("UTCDateTime", "", "required value is empty"),
         ("BillDate", "2026-02-30", "not a date"),
         ("BillDate", "0000-01-01", "not a date"),  # the year 0 neither PostgreSQL nor Python can hold
+        ("UTCDateTime", "2026-02-30T00:00:00Z", "not a UTC date and time"),  # ISO 8601 with Z, as feeds send
+        ("UTCDateTime", "2026-10-01T24:00:00Z", "not a UTC date and time"),
+        ("UTCDateTime", "2026-10-01T00:05:60Z", "not a UTC date and time"),
         ("UTCDateTime", "0000-01-01 10:00:00", "not a UTC date and time"),
         ("BillDate", "", "required value is empty"),
     ])
@@ -686,3 +689,18 @@ def test_quotes_are_checked_across_reads_of_any_size(size):
             read += chunk
         assert read == data
         assert check.stray_line == line
+
+
+def test_utc_times_marked_z_take_the_fast_cast_and_read_as_the_lenient_path_reads_them():
+    """A column of ``YYYY-MM-DDTHH:MM:SSZ`` times (Arrow's cast, no regex round trips) gives the same canonical
+    text as the lenient path gives the same times in a column it must take slowly (one other shape in it)."""
+    import pyarrow as pa
+
+    from carriers.base import normalise
+
+    marked = ["2025-12-31T11:00:17Z", "2026-01-01T00:00:00Z", "2024-02-29 23:59:59Z", ""]
+    fast, fast_bad = normalise("utc", pa.array(marked), False)
+    slow, slow_bad = normalise("utc", pa.array(marked + ["31/12/2025 11:00"]), False)
+    assert fast.to_pylist() == slow.to_pylist()[:4] == [
+        "2025-12-31 11:00:17", "2026-01-01 00:00:00", "2024-02-29 23:59:59", None]
+    assert not any(fast_bad.to_pylist()) and not any(slow_bad.to_pylist())
