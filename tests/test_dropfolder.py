@@ -176,6 +176,7 @@ def test_a_stopping_drop_folder_takes_no_further_file(setup, collector, folder):
     app = setup(source_toml("drop", folder))
     dropfolder = collector(app, watching=True)
     drop(folder / "hero_cdr_20261001.csv", feed(1))
+    barrier(dropfolder, folder)  # its close is seen: a pass would take it now
     dropfolder.stopping.set()  # the daemon is stopping: the file waits for the next start
     assert dropfolder.collect().received == [] and rows(app) == []
     assert (folder / "hero_cdr_20261001.csv").exists()
