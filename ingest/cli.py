@@ -6,6 +6,7 @@ Bad input exits non-zero with one line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -19,7 +20,7 @@ import threading
 import traceback
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import click
 
@@ -49,11 +50,11 @@ admin = LazyModule("ingest.admin")
 catalog_files = LazyModule("ingest.catalog.files")
 
 
-def load_queued(app: App) -> list:
+def load_queued(app: App, **options: Any) -> list:
     """:func:`ingest.load.load_queued`, imported on first use."""
     from .load import load_queued as load_all_queued
 
-    return load_all_queued(app)
+    return load_all_queued(app, **options)
 
 
 FILE_FIELDS = ("id", "name", "carrier", "type", "cadence", "source", "size", "fingerprint", "status", "reason",
@@ -414,12 +415,8 @@ def cat(c: Context, file_id: int):
     """
     sys.stdout.flush()
     out = sys.stdout.buffer
-    with admin.open_content(c.app, file_id) as content:
-        try:
-            shutil.copyfileobj(content, out, 1 << 20)
-            out.flush()
-        except BrokenPipeError:  # the reader had what it wanted (`| head`): not an error
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    with admin.open_content(c.app, file_id) as content, _until_the_reader_stops(out, exit_code=0):
+        shutil.copyfileobj(content, out, 1 << 20)  # the reader having what it wanted (`| head`) is no error
 
 
 @cli.command()
@@ -602,14 +599,21 @@ def _write_listing(form: str, columns, rows, **how) -> None:
     ends the command quietly."""
     from .export import write_listing
 
-    out = sys.stdout
+    with _until_the_reader_stops(sys.stdout, exit_code=1):
+        write_listing(form, columns, rows, sys.stdout, **how)
+
+
+@contextlib.contextmanager
+def _until_the_reader_stops(out, *, exit_code: int) -> Iterator[None]:
+    """Write to ``out`` (flushed at the end); a reader that stops early (``| head``) ends the command quietly
+    with ``exit_code``, not a BrokenPipeError traceback."""
     try:
-        write_listing(form, columns, rows, out, **how)
+        yield
         out.flush()
     except BrokenPipeError:
         # Python would complain again when flushing stdout at exit: point it at /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        sys.exit(1)
+        sys.exit(exit_code)
 
 
 @cli.command()
@@ -624,11 +628,10 @@ def load(c: Context, as_json: bool, quiet: bool):
     Example:
       cdr load
     """
-    from .load import load_queued as load_every_queued
     from .progress import ProgressBars
 
     with ProgressBars(quiet) as bars:
-        results = load_every_queued(c.app, progress=bars)
+        results = load_queued(c.app, progress=bars)
     rows = [{"id": r.file_id, "status": r.status, "records": r.loaded, "skipped": r.skipped, "message": r.message}
             for r in results]
     emit_json(rows) if as_json else emit_table(rows, ("id", "status", "records", "skipped", "message"))

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 from click.testing import CliRunner
 
 from ingest import admin

@@ -33,7 +33,6 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, Date, and_, case, cast, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 
-from ..config import STATUSES  # noqa: F401 (re-exported: the catalog's statuses)
 from ..errors import InvalidState, NotFound
 from ..export import FILE_SORTS
 from .db import stream
