@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import intake
+from . import intake, parsed
 from .app import App
 from .catalog import files as catalog_files
 from .config import CADENCES, FILE_TYPES, FORMATS
@@ -76,7 +76,9 @@ def discard(app: App, file_id: int, *, reason: str | None = None, actor: str | N
     with app.catalog.write() as conn:
         catalog_files.transition(conn, file_id, "discarded", allowed_from=DISCARDABLE, actor=actor or app.actor,
                                  action="discarded", why=reason or "discarded by an admin")
-        return catalog_files.get_file(conn, file_id)
+        found = catalog_files.get_file(conn, file_id)
+    parsed.forget(Path(app.staging.root), file_id)  # a held file's kept parse is no longer needed
+    return found
 
 
 def retry(app: App, file_id: int, *, reason: str | None = None, actor: str | None = None) -> list[intake.Received]:

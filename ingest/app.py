@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from .config import Config, load_config
+from .config import Config
 
 if TYPE_CHECKING:  # imported where first used: the catalog brings SQLAlchemy, which `cdr --help` does not need
     from .catalog import Catalog
@@ -28,7 +28,9 @@ class App:
 
     @classmethod
     def from_config(cls, path: str | None = None, actor: str | None = None) -> "App":
-        config = load_config(path)
+        from .plugins import load_checked_config  # the sources' collectors checked too: what every command runs on
+
+        config = load_checked_config(path)
         return cls(config=config, actor=actor or default_actor())
 
     @cached_property

@@ -58,7 +58,8 @@ def load_queued(app: App, **options: Any) -> list:
 
 
 FILE_FIELDS = ("id", "name", "carrier", "type", "cadence", "source", "size", "fingerprint", "status", "reason",
-               "billing_period", "records_from", "records_to", "received_at", "records", "records_skipped", "format",
+               "billing_period", "records_from", "records_to", "received_at", "records", "records_skipped",
+               "records_dropped", "format",
                "container", "member", "origin", "compression", "released", "superseded_by", "error")
 FILE_TABLE = ("id", "name", "carrier", "type", "cadence", "status", "reason", "billing_period", "records",
               "received_at")
@@ -84,6 +85,8 @@ def file_json(row: dict[str, Any]) -> dict[str, Any]:
         "received_at": row["received_at"],
         "records": row["records_loaded"],
         "records_skipped": row["records_skipped"],
+        # Rows dropped as identical to an earlier row of the file (a format's duplicate_rows = "once").
+        "records_dropped": row["records_dropped"],
         "error": row["error"],
         "format": row["format"],
         "container": row["container"],
@@ -537,13 +540,14 @@ def retry(c: Context, file_id: int, no_load: bool, as_json: bool, quiet: bool):
 @cli.command()
 @click.option("--file", "file_id", type=int, help="Only the records of this file.")
 @click.option("--carrier", help="Only this carrier's records.")
-@click.option("--type", "record_type", type=click.Choice(FILE_TYPES), help="cdr (calls) or sdr (fees) records.")
-@period_option(help_text="Only records of this month, YYYY-MM, by their own date (a call's UTC date, else its "
-                         "bill date).")
-@click.option("--account", help="Only records of this account code.")
-@click.option("--number", help="Only records whose a-party, b-party or bill number is exactly this.")
+@click.option("--type", "record_type", type=click.Choice(FILE_TYPES),
+              help="cdr: calls; sdr: charges (fixed fees). Default: the --file's kind, else calls.")
+@period_option(help_text="Only records of this month, YYYY-MM, by their own date (a call's UTC start date; a "
+                         "charge's period start, else its charge date).")
+@click.option("--account", help="Only records of this account (a call's account code, a charge's customer reference).")
+@click.option("--number", help="Only records whose a-, b- or bill number (a charge: its number reference) is exactly this.")
 @click.option("--since", callback=moment_option("since"),
-              help="Only records at or after this UTC date or date-time (a call's UTC time, else its bill date).")
+              help="Only records at or after this UTC date or date-time (a call's start, a charge's own date).")
 @click.option("--until", callback=moment_option("until"),
               help="Only records up to this UTC date (that whole day) or date-time (inclusive).")
 @click.option("--limit", type=click.IntRange(min=0),
@@ -555,9 +559,9 @@ def retry(c: Context, file_id: int, no_load: bool, as_json: bool, quiet: bool):
 @handled
 def records(c: Context, file_id, carrier, record_type, period, account, number, since, until, limit, as_csv,
             as_json):
-    """List loaded records, oldest first, streamed as they are read (any number, in constant memory): a table,
-    --csv (every column; money as exact decimal text, times UTC ISO 8601 with Z, numbers as text) or --json
-    (JSON Lines: one object per line).
+    """List loaded calls or charges, oldest first, streamed as they are read (any number, in constant memory): a
+    table, --csv (every column; money as exact decimal text, times UTC ISO 8601 with Z, numbers as text, the
+    columns the format did not map as a JSON object in ``extra``) or --json (JSON Lines: one object per line).
 
     \b
     Example:
@@ -565,14 +569,15 @@ def records(c: Context, file_id, carrier, record_type, period, account, number, 
       cdr records --carrier hero --period 2026-10 --csv > hero-2026-10.csv
       cdr records --number 0016321234 --since 2026-10-01 --until 2026-10-07 --json
     """
-    from .catalog.records import RECORD_COLUMNS, RECORD_TABLE_COLUMNS, count_records, iter_records
+    from .catalog.records import count_records, iter_records, layout_for, table_columns
 
     form = _output_form(("--csv", as_csv, "csv"), ("--json", as_json, "jsonl"))
     limit = _default_limit(limit, form, sys.stdout.isatty())
     filters = {"file_id": file_id, "carrier": carrier, "record_type": record_type, "period": period,
                "account": account, "number": number, "since": since, "before": until}
     with c.app.catalog.read() as conn, iter_records(conn, limit=limit + 1 if limit else None, **filters) as rows:
-        _write_listing(form, RECORD_TABLE_COLUMNS if form == "table" else RECORD_COLUMNS, rows, limit=limit,
+        layout = layout_for(conn, record_type, file_id)
+        _write_listing(form, table_columns(layout) if form == "table" else layout.columns, rows, limit=limit,
                        total=lambda: count_records(conn, **filters),
                        how_to_see="--limit 0 shows them all, --csv or --json to export")
 
@@ -877,6 +882,95 @@ def backfill(c: Context, source: str, day: str, hour: int | None, no_load: bool,
             click.echo(f"error: {error}", err=True)
     if result.errors or any(row["status"] == "failed" for row in received):
         sys.exit(1)
+
+
+@cli.group()
+def formats():
+    """Record formats: how a carrier's files map onto calls and charges (docs/formats.md).
+
+    \b
+    Example:
+      cdr formats list
+      cdr formats check acme_20261001.csv --carrier acme
+    """
+
+
+@formats.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+@handled
+def formats_list(c: Context, as_json: bool):
+    """Show every format: built in or from which configuration file, its kind, the records it yields, its key,
+    the carriers using it and its description.
+
+    \b
+    Example:
+      cdr formats list --json
+    """
+    from .formats.tools import list_formats
+
+    found = list_formats(c.app.config)
+    if as_json:
+        emit_json([info.view() for info in found])
+        return
+    rows = [{**info.view(), "records": ", ".join(info.records), "carriers": ", ".join(info.carriers) or "-"}
+            for info in found]
+    emit_wrapped_table(rows, ("name", "kind", "records", "key", "carriers", "origin"))
+    width = max(_terminal_width(), 40)
+    for info in found:
+        if info.description:
+            click.echo("\n" + textwrap.fill(info.description, width, initial_indent=f"{info.name}: ",
+                                             subsequent_indent="  ", break_on_hyphens=False))
+
+
+@formats.command("check")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--carrier", required=True, help="The carrier whose format reads the file.")
+@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Records shown of each kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+@handled
+def formats_check(c: Context, path: Path, carrier: str, limit: int, as_json: bool):
+    """Read FILE with the carrier's format, loading nothing: its first records of each kind, how many there
+    are, the rows dropped as identical, and the first error (file, line, field, reason, value), exiting 1.
+
+    \b
+    Example:
+      cdr formats check samples/hero/hero_cdr_20261001.csv --carrier hero --limit 3
+    """
+    from .formats.tools import check_file
+
+    result = check_file(c.app.config, path, carrier, limit=limit)
+    if as_json:
+        emit_json(result.view())
+    else:
+        _print_check(result, limit)
+    if not result.ok:
+        if not as_json:
+            click.echo(f"error: {result.error.message}", err=True)
+        sys.exit(1)
+
+
+def _print_check(result, limit: int) -> None:
+    """A checked file as text: a heading, each record shown as its non-empty fields, then the counts."""
+    told = f" (file format {result.file_format})" if result.file_format else ""
+    click.echo(f"{result.file}: carrier {result.carrier}, format {result.format}{told}")
+    width = max(_terminal_width(), 40)
+    for index, record in enumerate(result.records):
+        shown = {k: v for k, v in record.items() if k != "kind" and v not in (None, "", "{}")}
+        click.echo(f"\n{record['kind']}, row {shown.pop('position', index + 1)}")
+        label = max(map(len, shown), default=0)
+        for name, value in shown.items():
+            prefix = f"  {name:>{label}}: "
+            click.echo(textwrap.fill(_text(value), max(width, len(prefix) + NARROWEST), initial_indent=prefix,
+                                     subsequent_indent=" " * len(prefix), break_on_hyphens=False))
+    counts = "; ".join(f"{count} {kind}{'' if count == 1 else 's'}" for kind, count in result.counts.items())
+    dropped = result.rows_dropped
+    click.echo(f"\n{counts or 'no records'}{' before the error' if not result.ok else ''}; "
+               f"{dropped or 'no'} row{'' if dropped == 1 else 's'} dropped as identical to another"
+               + (f"; the first {limit} of each kind shown"
+                  if limit and any(n > limit for n in result.counts.values()) else ""))
 
 
 @cli.command("init")

@@ -25,20 +25,24 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from carriers import CANONICAL_NAMES, CANONICAL_SCHEMA, parser_for
-
 from . import admin
 from .app import App
 from .catalog import files as catalog_files
 from .errors import CdrError
+from .formats import parser_for
+from .layouts import LAYOUTS, money_decimal
 from .load import readable_source
 
 SAMPLES = 5  # how many records of each kind a comparison names
 LINE_SHOWN = 1000  # the most bytes of a differing line a comparison quotes
 CHUNK = 1 << 20
-KEY_COLUMNS = ("record_key", "feed_id", "position")
-# The fields two records with one key are compared on: all but the key and where the record is in its file.
-COMPARED = tuple(name for name in CANONICAL_NAMES if name not in KEY_COLUMNS)
+# The fields two records with one key are compared on: every field of either layout (calls and charges share a
+# few, such as description), and the columns the format did not map (``extra``); not the key or where the
+# record is in its file. A record's key in a comparison is its kind and record key: a call and a charge are
+# never the same record.
+_FIELDS = {f.name: f for layout in LAYOUTS.values() for f in layout.fields}
+COMPARED = (*_FIELDS, "extra")
+_MONEY = {name for name, f in _FIELDS.items() if f.kind == "money"}
 FIRST, OTHER = "_first", "_other"
 
 
@@ -251,9 +255,9 @@ def _compare_records(app: App, first: dict, other: dict) -> tuple[Records | None
     if first["carrier"] != other["carrier"]:
         return None, None, f"different carriers ({first['carrier']}, {other['carrier']}): compared by lines only"
     try:
-        parser = parser_for(app.config.carrier(first["carrier"]))
+        parser = parser_for(app.config, first["carrier"])
         sources = [readable_source(app, row, parser) for row in (first, other)]
-        tables = [_records_table(parser.batches(source)) for source in sources]
+        tables = [_records_table(parser_for(app.config, first["carrier"]).batches(source)) for source in sources]
     except CdrError as exc:  # a record that does not parse, content that is not text, an unknown carrier
         return None, None, f"{exc}: compared by lines only"
     keys = [table["key"].combine_chunks() for table in tables]
@@ -288,17 +292,21 @@ def _compare_records(app: App, first: dict, other: dict) -> tuple[Records | None
 
 
 def _records_table(batches) -> pa.Table:
-    """The parsed records as a table of their key (the carrier's ID, or the record key of a layout without
-    one), position and the compared fields."""
-    schema = pa.schema([pa.field("key", pa.string()), *(CANONICAL_SCHEMA.field(n) for n in ("position", *COMPARED))])
-    keyed = [
-        pa.RecordBatch.from_arrays(
-            [pc.coalesce(batch.column("record_key"), pc.cast(batch.column("feed_id"), pa.string())),
-             *(batch.column(name) for name in schema.names[1:])],
+    """The parsed records (calls and charges) as one table of their key (kind and record key), position and
+    the compared fields (null where the record's layout has no such field)."""
+    types = {name: LAYOUTS[layout].arrow_schema().field(name).type
+             for layout in LAYOUTS for name in LAYOUTS[layout].parsed_columns}
+    schema = pa.schema([pa.field("key", pa.string()), pa.field("position", pa.int64()),
+                        *(pa.field(name, types[name]) for name in COMPARED)])
+    keyed = []
+    for layout, batch in batches:
+        n = batch.num_rows
+        names = set(batch.schema.names)
+        keyed.append(pa.RecordBatch.from_arrays(
+            [pc.binary_join_element_wise(layout.kind, batch.column("record_key"), ":"), batch.column("position"),
+             *(batch.column(name) if name in names else pa.nulls(n, types[name]) for name in COMPARED)],
             schema=schema,
-        )
-        for batch in batches
-    ]
+        ))
     return pa.Table.from_batches(keyed, schema=schema)
 
 
@@ -327,4 +335,5 @@ def _lines(parser, source, table: pa.Table, rows: list[int | None]) -> dict[int,
 def _field_changes(tables: list[pa.Table], first_row: int, other_row: int) -> list[FieldChange]:
     """Each compared field in which record ``first_row`` of the first table and ``other_row`` of the other differ."""
     first, other = (table.slice(row, 1).to_pylist()[0] for table, row in zip(tables, (first_row, other_row)))
-    return [FieldChange(name, first[name], other[name]) for name in COMPARED if first[name] != other[name]]
+    return [FieldChange(name, *(money_decimal(v) if name in _MONEY else v for v in (first[name], other[name])))
+            for name in COMPARED if first[name] != other[name]]

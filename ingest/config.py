@@ -10,6 +10,16 @@ directory.
 
 Anything unknown or ill-typed is refused with the key and the reason, so a typo in a carrier's file rule
 fails at start instead of silently ignoring that carrier's files for a month.
+
+Record formats (``[formats.NAME]``, docs/formats.md) come from the file, the files it includes and the built-in
+ones (``ingest/formats/builtin``); a table of the configuration with a built-in's name replaces it. Each carrier
+names one (``format``), which must exist. The formats the configuration defines are parsed at load, so their
+mistakes fail at start too; the built-in ones when first asked for (:meth:`Config.format_spec`), which keeps
+loading light (no Arrow).
+
+This module imports no collector and no parser engine at import time (``ingest.core`` holds the shared
+vocabulary); the sources' collector options are checked where the application is assembled
+(:mod:`ingest.plugins`).
 """
 
 from __future__ import annotations
@@ -20,19 +30,24 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# The shared vocabulary lives in ingest.core; imported from here too, as before.
+from .core import CADENCES, FILE_FORMATS, FILE_TYPES, FORMATS, STATUSES, Classification  # noqa: F401
 from .errors import ConfigError, PermanentError
+
+if TYPE_CHECKING:  # the engine is imported when a format is first parsed: loading a configuration stays light
+    from .formats.engine import FileParser
+    from .formats.spec import FormatSpec
 
 DEFAULT_DATABASE_URL = "sqlite:///var/cdr.sqlite"
 DEFAULT_STAGING_DIR = "var/staging"
 
-FILE_TYPES = ("cdr", "sdr")
-FORMATS = ("csv", "txt", "pipe", "json")
-CADENCES = ("daily", "monthly", "hourly", "weekly", "adhoc", "other")
-# What became of a received file (the catalog's files.status); here, with the other vocabularies, so the
-# CLI can offer them without importing the catalog (SQLAlchemy).
-STATUSES = ("queued", "loaded", "held", "failed", "discarded", "ignored", "superseded")
+# A carrier's ``parser`` (before record formats) and the built-in format it now means.
+LEGACY_PARSERS = {"hero": "hero-feed", "techconnections": "techconnections-feed"}
+# Carrier options the old Tech Connections parser took, now rules of the techconnections-feed format.
+_MOVED_OPTIONS = ("service_call_types", "service_when_no_bparty")
+BUILTIN = "built-in"  # the origin of a built-in format
 
 _PLACEHOLDERS = {
     "year": r"(?P<year>\d{4})",
@@ -40,27 +55,6 @@ _PLACEHOLDERS = {
     "day": r"(?P<day>0[1-9]|[12]\d|3[01])",
     "any": r"(?P<any>.*)",
 }
-
-
-@dataclass(frozen=True)
-class Classification:
-    """What a file is, as far as the carrier rules (or the caller) can tell."""
-
-    carrier: str | None = None
-    file_type: str | None = None
-    cadence: str | None = None
-    billing_period: str | None = None
-    file_format: str | None = None
-
-    def merged_over(self, fallback: "Classification") -> "Classification":
-        """Fields of self win; fields self leaves empty come from fallback."""
-        return Classification(
-            carrier=self.carrier or fallback.carrier,
-            file_type=self.file_type or fallback.file_type,
-            cadence=self.cadence or fallback.cadence,
-            billing_period=self.billing_period or fallback.billing_period,
-            file_format=self.file_format or fallback.file_format,
-        )
 
 
 @dataclass(frozen=True)
@@ -89,14 +83,15 @@ class FileRule:
 @dataclass(frozen=True)
 class CarrierSpec:
     name: str
-    parser: str
+    format: str  # the record format its files are read by (a key of Config.formats)
     same_name_rule: bool = False
-    default_format: str | None = None
+    # The file format (csv, txt, pipe, json) of a file whose rule, source and name do not say.
+    file_format: str | None = None
     # The type of a file routed to this carrier (a mail route, a source naming only the carrier) when none
     # of its file rules matches the file's name.
     default_type: str = "cdr"
     rules: tuple[FileRule, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # no carrier takes options any more; kept empty
 
     def classify(self, name: str) -> Classification | None:
         """The first rule that matches ``name`` (tried without a trailing .gz/.zip too)."""
@@ -114,7 +109,7 @@ class CarrierSpec:
                         file_type=found.file_type,
                         cadence=found.cadence,
                         billing_period=found.billing_period,
-                        file_format=found.file_format or self.default_format,
+                        file_format=found.file_format or self.file_format,
                     )
         return None
 
@@ -220,6 +215,25 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class FormatDefinition:
+    """A record format as configured, not yet parsed: its ``[formats.NAME]`` table and where it comes from
+    (:data:`BUILTIN`, or the configuration file that defines it)."""
+
+    name: str
+    table: dict[str, Any]
+    origin: str
+
+    @property
+    def builtin(self) -> bool:
+        return self.origin == BUILTIN
+
+    @property
+    def key(self) -> str:
+        """How errors name it: ``formats.NAME``."""
+        return f"formats.{self.name}"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the file in use, absolute
     database_url: str
@@ -234,6 +248,52 @@ class Config:
     # A SQLite database's folder may be created only when the file names it relative to itself (the layout
     # `cdr init` writes); an absolute path or CDR_DATABASE_URL must point into an existing folder.
     create_database_folder: bool = False
+    # Every record format by name, unparsed: the built-in ones, replaced or joined by the configuration's.
+    format_definitions: dict[str, FormatDefinition] = field(default_factory=dict, repr=False)
+    # Parsed and compiled formats by name, filled as each is first asked for (load_config parses the
+    # configuration's own at once). Not init fields: dataclasses.replace() starts with empty ones.
+    _specs: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _compiled: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def formats(self) -> dict[str, "FormatSpec"]:
+        """Every record format, parsed, by name (each built-in is parsed on first asking)."""
+        return {name: self.format_spec(name) for name in self.format_definitions}
+
+    def format_spec(self, name: str) -> "FormatSpec":
+        """The record format ``name``, parsed once per configuration. ConfigError if it is unknown or wrong."""
+        spec = self._specs.get(name)
+        if spec is None:
+            try:
+                definition = self.format_definitions[name]
+            except KeyError:
+                raise ConfigError(f"formats.{name}", f"unknown format {name!r} (known: {self._known()})") from None
+            spec = self._specs[name] = _parse_format(definition, self.path)
+        return spec
+
+    def format_of(self, carrier: "str | CarrierSpec") -> "FormatSpec":
+        """The record format a carrier's files are read by (a carrier's name, or its spec)."""
+        spec = carrier if isinstance(carrier, CarrierSpec) else self.carrier(carrier)
+        return self.format_spec(spec.format)
+
+    def parser_for(self, carrier: str) -> "FileParser":
+        """A parser of ``carrier``'s files (``ingest.formats.engine.FileParser``) on its format, parsed and compiled
+        once for this configuration. A new parser each call, sharing the compiled format: a parser counts what
+        the file it last read held (``rows_dropped``), so two loads at once each need their own."""
+        from .formats.engine import FileParser, compile_format
+
+        name = self.carrier(carrier).format
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            compiled = self._compiled[name] = compile_format(self.format_spec(name))
+        return FileParser(compiled.spec, carrier, compiled)
+
+    def carriers_using(self, format_name: str) -> tuple[str, ...]:
+        """The carriers whose files format ``format_name`` reads, sorted."""
+        return tuple(sorted(c.name for c in self.carriers.values() if c.format == format_name))
+
+    def _known(self) -> str:
+        return ", ".join(sorted(self.format_definitions)) or "none"
 
     def carrier(self, name: str) -> CarrierSpec:
         from .errors import NotFound
@@ -318,11 +378,13 @@ def find_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
     """Read, merge and validate the configuration found by :func:`find_config`. Raises ConfigError naming the key
-    and the reason (ConfigNotFound when there is no file)."""
+    and the reason (ConfigNotFound when there is no file). The sources' collector options are not checked here:
+    :func:`ingest.plugins.load_checked_config` does both (what ``cdr`` runs on)."""
     env = dict(os.environ if env is None else env)
     chosen = find_config(path, env)
-    raw = _merge_includes(_read_toml(chosen), chosen)
-    return _build(raw, chosen, env)
+    format_origins: dict[str, str] = {}
+    raw = _merge_includes(_read_toml(chosen), chosen, format_origins)
+    return _build(raw, chosen, env, format_origins)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -335,31 +397,44 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
 
 
-def _merge_includes(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+def _merge_includes(raw: dict[str, Any], path: Path, format_origins: dict[str, str]) -> dict[str, Any]:
+    """``raw`` with the ``[carriers.*]`` and ``[formats.*]`` tables of every included file merged in (a name
+    defined twice is refused); ``format_origins`` gets the file each format comes from."""
     includes = raw.pop("include", [])
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise ConfigError("include", "must be a list of file patterns")
-    carriers = raw.setdefault("carriers", {})
-    if not isinstance(carriers, dict):
-        raise ConfigError("carriers", "must be a table of carrier tables")
+    merged = {}
+    for section, what in (("carriers", "carrier"), ("formats", "format")):
+        merged[section] = raw.setdefault(section, {})
+        if not isinstance(merged[section], dict):
+            raise ConfigError(section, f"must be a table of {what} tables")
+    format_origins.update({name: str(path) for name in merged["formats"]})
     for pattern in includes:
         matches = sorted(globmod.glob(str(path.parent / pattern)))
         if not matches:
             raise ConfigError("include", f"{pattern!r} matches no file beside {path}")
         for included in matches:
             extra = _read_toml(Path(included))
-            unknown = set(extra) - {"carriers"}
+            unknown = set(extra) - {"carriers", "formats"}
             if unknown:
-                raise ConfigError(f"{included}: {sorted(unknown)[0]}", "an included file may only define [carriers.*]")
-            for name, table in extra.get("carriers", {}).items():
-                if name in carriers:
-                    raise ConfigError(f"carriers.{name}", f"defined twice (again in {included})")
-                carriers[name] = table
+                raise ConfigError(f"{included}: {sorted(unknown)[0]}",
+                                  "an included file may only define [carriers.*] and [formats.*]")
+            for section in ("carriers", "formats"):
+                tables = extra.get(section, {})
+                if not isinstance(tables, dict):
+                    raise ConfigError(f"{included}: {section}", "must be a table of tables")
+                for name, table in tables.items():
+                    if name in merged[section]:
+                        raise ConfigError(f"{section}.{name}", f"defined twice (again in {included})")
+                    merged[section][name] = table
+                    if section == "formats":
+                        format_origins[name] = str(Path(included).resolve())
     return raw
 
 
-def _build(raw: dict[str, Any], path: Path, env: dict[str, str]) -> Config:
-    _only(raw, "", {"database", "staging", "intake", "carriers", "sources", "smtp", "daemon"})
+def _build(raw: dict[str, Any], path: Path, env: dict[str, str], format_origins: dict[str, str] | None = None
+           ) -> Config:
+    _only(raw, "", {"database", "staging", "intake", "carriers", "formats", "sources", "smtp", "daemon"})
     base = path.parent
     database = _table(raw, "database")
     _only(database, "database", {"url"})
@@ -389,7 +464,8 @@ def _build(raw: dict[str, Any], path: Path, env: dict[str, str]) -> Config:
         max_zip_members=_int(intake, "intake.max_zip_members", defaults.max_zip_members, minimum=1),
     )
 
-    carriers = {name: _carrier(name, table) for name, table in _table(raw, "carriers").items()}
+    definitions = _format_definitions(_table(raw, "formats"), format_origins or {}, path)
+    carriers = {name: _carrier(name, table, definitions) for name, table in _table(raw, "carriers").items()}
 
     sources_raw = raw.get("sources", [])
     if not isinstance(sources_raw, list):
@@ -422,8 +498,13 @@ def _build(raw: dict[str, Any], path: Path, env: dict[str, str]) -> Config:
         daemon=_daemon_settings(_table(raw, "daemon")),
         database_url_origin=origin,
         create_database_folder=create_folder,
+        format_definitions=definitions,
     )
-    _check_plugins(config)
+    # A mistake in a format the configuration defines fails at start: each is parsed now. The built-in ones (tested
+    # with the engine) are parsed when first asked for, so that loading the configuration stays light.
+    for name, definition in definitions.items():
+        if not definition.builtin:
+            config.format_spec(name)
     return config
 
 
@@ -466,36 +547,71 @@ def _daemon_settings(table: dict[str, Any]) -> DaemonSettings:
     )
 
 
-def _check_plugins(config: Config) -> None:
-    """Parsers and collectors are looked up now, so a misspelt one fails at start, not at first use."""
-    from carriers import PARSERS
-
-    from .collectors import COLLECTORS
-
-    for carrier in config.carriers.values():
-        if carrier.parser not in PARSERS:
-            known = ", ".join(sorted(PARSERS))
-            raise ConfigError(f"carriers.{carrier.name}.parser", f"unknown parser {carrier.parser!r} (known: {known})")
-        PARSERS[carrier.parser].check_options(carrier)
-    for index, source in enumerate(config.sources):
-        if source.kind not in COLLECTORS:
-            known = ", ".join(sorted(COLLECTORS))
-            raise ConfigError(f"sources[{index}].kind", f"unknown kind {source.kind!r} (known: {known})")
-        COLLECTORS[source.kind].check_options(source, config, f"sources[{index}]")
+# -- record formats ---------------------------------------------------------------------------------------
 
 
-def _carrier(name: str, table: Any) -> CarrierSpec:
+def _format_engine():
+    """``ingest.formats.spec``, or None while the formats engine is not installed (transitional: until then the
+    built-in names are still accepted, for the old parsers, and no format can be parsed)."""
+    import importlib
+
+    try:
+        return importlib.import_module("ingest.formats.spec")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("ingest.formats", "ingest.formats.spec"):
+            return None
+        raise
+
+
+def _format_definitions(tables: dict[str, Any], origins: dict[str, str], path: Path) -> dict[str, FormatDefinition]:
+    """The built-in formats, then the configuration's (one with a built-in's name replaces it)."""
+    engine = _format_engine()
+    builtin = engine.builtin_format_tables() if engine is not None else {name: {} for name in LEGACY_PARSERS.values()}
+    out = {name: FormatDefinition(name, table, BUILTIN) for name, table in builtin.items()}
+    for name, table in tables.items():
+        if name in FILE_FORMATS:
+            raise ConfigError(f"formats.{name}", f"a format may not be named like a file format "
+                                                 f"({', '.join(FILE_FORMATS)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"formats.{name}", "must be a table")
+        out[name] = FormatDefinition(name, table, origins.get(name, str(path)))
+    return dict(sorted(out.items()))
+
+
+def _parse_format(definition: FormatDefinition, config_path: Path) -> "FormatSpec":
+    """The format parsed (``ingest.formats.spec.parse_format``); its errors name ``formats.NAME...``, after the
+    included file it is defined in, if any."""
+    engine = _format_engine()
+    if engine is None:
+        raise ConfigError(definition.key, "cannot be read: the formats engine (ingest.formats) is not installed")
+    included = not definition.builtin and definition.origin != str(config_path)
+    where = f"{definition.origin}: {definition.key}" if included else definition.key
+    return engine.parse_format(definition.name, definition.table, where)
+
+
+# -- carriers -------------------------------------------------------------------------------------------------
+
+
+def _carrier(name: str, table: Any, formats: dict[str, FormatDefinition]) -> CarrierSpec:
     key = f"carriers.{name}"
     if not isinstance(table, dict):
         raise ConfigError(key, "must be a table")
-    _only(table, key, {"parser", "same_name_rule", "format", "default_type", "files", "options"})
-    parser = _str(table, f"{key}.parser", None)
+    _only(table, key, {"parser", "same_name_rule", "format", "file_format", "default_type", "files", "options"})
     same_name = table.get("same_name_rule", False)
     if not isinstance(same_name, bool):
         raise ConfigError(f"{key}.same_name_rule", "must be true or false")
-    default_format = table.get("format")
-    if default_format is not None and default_format not in FORMATS:
-        raise ConfigError(f"{key}.format", f"must be one of {', '.join(FORMATS)}")
+    record_format, file_format = _carrier_formats(key, table, formats)
+    options = table.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{key}.options", "must be a table")
+    for option in options:
+        if option in _MOVED_OPTIONS:
+            raise ConfigError(f"{key}.options.{option}",
+                              "moved: which rows are charges is said by the format's [[formats.NAME.records]] rules "
+                              "(techconnections-feed has the old defaults); to change them, define a format of "
+                              "your own and name it in format (see docs/formats.md)")
+        raise ConfigError(f"{key}.options.{option}",
+                          "unknown option (a carrier takes none: how its files read is its format's)")
     default_type = table.get("default_type", "cdr")
     if default_type not in FILE_TYPES:
         raise ConfigError(f"{key}.default_type", f"must be one of {', '.join(FILE_TYPES)}")
@@ -503,14 +619,49 @@ def _carrier(name: str, table: Any) -> CarrierSpec:
     if not isinstance(files, list):
         raise ConfigError(f"{key}.files", "must be an array of tables ([[carriers.NAME.files]])")
     rules = tuple(_rule(f"{key}.files[{i}]", entry) for i, entry in enumerate(files))
-    options = table.get("options", {})
-    if not isinstance(options, dict):
-        raise ConfigError(f"{key}.options", "must be a table")
     return CarrierSpec(
-        name=name, parser=parser, same_name_rule=same_name, default_format=default_format,
+        name=name, format=record_format, same_name_rule=same_name, file_format=file_format,
         default_type=default_type, rules=rules,
-        options=options,
     )
+
+
+def _carrier_formats(key: str, table: dict[str, Any], formats: dict[str, FormatDefinition]) -> tuple[str, str | None]:
+    """A carrier's record format and its default file format, from ``format``, ``file_format`` and the old
+    ``parser``. ``format`` names a record format; one of the file formats (csv, txt, pipe, json) there is taken as
+    ``file_format`` (its meaning before record formats). ``parser = "hero"`` / ``"techconnections"`` mean format
+    hero-feed / techconnections-feed."""
+    known = ", ".join(sorted(formats)) or "none"
+    given = table.get("format")
+    if given is not None and (not isinstance(given, str) or not given):
+        raise ConfigError(f"{key}.format", "must be the name of a format")
+    file_format = table.get("file_format")
+    if file_format is not None and file_format not in FILE_FORMATS:
+        raise ConfigError(f"{key}.file_format", f"must be one of {', '.join(FILE_FORMATS)}")
+    record_format = None
+    if given in FILE_FORMATS:
+        if file_format is not None and file_format != given:
+            raise ConfigError(f"{key}.format", f"{given!r} is a file format, and file_format says {file_format!r}")
+        file_format = given
+    elif given is not None:
+        if given not in formats:
+            raise ConfigError(f"{key}.format", f"unknown format {given!r} (known: {known})")
+        record_format = given
+    if "parser" in table:
+        parser = _str(table, f"{key}.parser", None)
+        if parser == "generic":
+            raise ConfigError(f"{key}.parser", "there is no generic parser: describe the files as a format, "
+                                               '[formats.NAME] (see docs/formats.md), and say format = "NAME" here')
+        if parser not in LEGACY_PARSERS:
+            raise ConfigError(f"{key}.parser", f"unknown parser {parser!r} (known: {', '.join(LEGACY_PARSERS)}; "
+                                               f'parsers are formats now: format = "NAME", known: {known})')
+        if record_format is not None and record_format != LEGACY_PARSERS[parser]:
+            raise ConfigError(f"{key}.parser", f"parser {parser!r} means format {LEGACY_PARSERS[parser]!r}, and "
+                                               f"format says {record_format!r}: give format alone")
+        record_format = LEGACY_PARSERS[parser]
+    if record_format is None:
+        raise ConfigError(f"{key}.format", f'is required: the format its files are read by (format = "NAME"; '
+                                           f"known: {known})")
+    return record_format, file_format
 
 
 def _rule(key: str, entry: Any) -> FileRule:
@@ -535,9 +686,10 @@ def _rule(key: str, entry: Any) -> FileRule:
         raise ConfigError(key, "a billing period needs both {year} and {month} groups")
     file_type = _choice(entry, f"{key}.type", FILE_TYPES)
     cadence = _choice(entry, f"{key}.cadence", CADENCES)
-    fmt = entry.get("format")
-    if fmt is not None and fmt not in FORMATS:
-        raise ConfigError(f"{key}.format", f"must be one of {', '.join(FORMATS)}")
+    fmt = entry.get("format")  # a rule's format is the file format: rules classify file names
+    if fmt is not None and fmt not in FILE_FORMATS:
+        raise ConfigError(f"{key}.format", f"must be one of {', '.join(FILE_FORMATS)} (a rule's format is the file "
+                                           "format)")
     return FileRule(key=key, regex=regex, file_type=file_type, cadence=cadence, file_format=fmt)
 
 

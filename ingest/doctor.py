@@ -2,10 +2,10 @@
 
 :func:`diagnose` yields one :class:`CheckResult` per check, as each finishes: the configuration file, the
 catalog database (its URL with the password masked; reachable; schema at the newest revision), the staging
-folder (writable, free space), every carrier's parser, every source (each collector's ``check()``: a drop
-folder or Maildir exists, is writable and its done/ is safe; a remote server is connected to, logged in to
-and each configured directory listed; an IMAP folder selected; a billing feed's host reached), and the SMTP
-listener (its port can be bound, its TLS files load).
+folder (writable, free space), every carrier's format (it exists and compiles), every source (each
+collector's ``check()``: a drop folder or Maildir exists, is writable and its done/ is safe; a remote server
+is connected to, logged in to and each configured directory listed; an IMAP folder selected; a billing
+feed's host reached), and the SMTP listener (its port can be bound, its TLS files load).
 
 Nothing is changed anywhere: no database or folder is created, no migration is run, nothing is fetched,
 moved or recorded in the catalog, and no billing feed is queried. Every detail is one line and never shows
@@ -191,23 +191,20 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def check_carriers(config) -> Iterator[CheckResult]:
-    """Each carrier's parser exists and takes the carrier's options."""
-    from carriers import PARSERS
-
+    """Each carrier's format exists and compiles (its fields, rules and hook, if any, load)."""
     from .errors import CdrError
+    from .formats import compile_format
 
     for carrier in config.carriers.values():
         label = f"carrier {carrier.name}"
-        parser = PARSERS.get(carrier.parser)
-        if parser is None:
-            yield CheckResult(label, False, f"unknown parser {carrier.parser!r} (known: {', '.join(sorted(PARSERS))})")
-            continue
         try:
-            parser.check_options(carrier)
-        except CdrError as exc:
-            yield CheckResult(label, False, f"parser {carrier.parser}: {exc}")
+            compile_format(config.format_of(carrier))
+        except CdrError as exc:  # ConfigError included: an unknown or broken format, a hook that does not load
+            yield CheckResult(label, False, str(exc))
             continue
-        yield CheckResult(label, True, f"parser {carrier.parser}; {_count(len(carrier.rules), 'file rule')}")
+        origin = config.format_definitions[carrier.format].origin  # "built-in", or the file defining it
+        rules = _count(len(carrier.rules), "file rule")
+        yield CheckResult(label, True, f"format {carrier.format} ({origin}); {rules}")
 
 
 def check_sources(app) -> Iterator[CheckResult]:

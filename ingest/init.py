@@ -44,8 +44,10 @@ url = "sqlite:///{database_folder}/cdr.sqlite"     # or postgresql://user@host/d
 dir = "{staging_folder}"                      # every file received, byte for byte, by content hash
 
 # ---------------------------------------------------------------------------------------------------------
-# Carriers: the built-in definitions. A carrier's file rules map file names to type (cdr | sdr), cadence and
-# billing period; add [[carriers.NAME.files]] rules or whole [carriers.NAME] tables of your own.
+# Carriers: the built-in definitions. A carrier's format says how its files read (format = "hero-feed";
+# `cdr formats list` shows every format; write your own as [formats.NAME] tables, see docs/formats.md); its
+# file rules map file names to type (cdr | sdr), cadence and billing period; add [[carriers.NAME.files]]
+# rules or whole [carriers.NAME] tables of your own.
 # ---------------------------------------------------------------------------------------------------------
 
 """

@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 from . import faults
 from .app import App
 from .catalog import files as catalog_files
-from .config import Classification
+from .core import EXTENSION_FORMATS, Classification, Origin  # Origin lives in core; imported from here too
 from .errors import InvalidState
 from .logs import file_event
 from .staging import Member, StagedBlob, safe_name
@@ -40,34 +40,6 @@ from .staging import Member, StagedBlob, safe_name
 log = logging.getLogger(__name__)
 
 UPLOAD = "upload"  # the source name of manual uploads
-EXTENSION_FORMATS = {".csv": "csv", ".txt": "txt", ".tsv": "txt", ".tab": "txt", ".pipe": "pipe",
-                     ".psv": "pipe", ".json": "json"}
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a file came from and what the caller already knows about it."""
-
-    source: str  # the source's name: "upload", a [[sources]] name, ...
-    name: str  # the file name as offered (data, not a path we trust)
-    location: str | None = None  # remote path, email address, local path
-    carrier: str | None = None
-    file_type: str | None = None
-    cadence: str | None = None
-    billing_period: str | None = None
-    file_format: str | None = None
-    # Identifies one delivery (for a drop folder: path, inode, mtime, size). The same delivery offered
-    # again after a crash, before the source could mark it taken, returns the files already recorded
-    # instead of holding a false duplicate.
-    delivery: str | None = None
-    # The caller knows this is not a carrier file (an email's signature image, a calendar invite): it is
-    # staged and recorded as ignored with this reason, never classified and never held as a duplicate.
-    ignore: str | None = None
-
-    @property
-    def given(self) -> Classification:
-        """What the source says the file is (stored with the file as ``given_*``)."""
-        return Classification(self.carrier, self.file_type, self.cadence, self.billing_period, self.file_format)
 
 
 @dataclass(frozen=True)
@@ -279,7 +251,7 @@ def classify(app: App, name: str, container: str | None, origin: Origin) -> Clas
     if merged.file_format is None:
         merged = replace(merged, file_format=format_from_name(name))
     if merged.carrier and merged.file_format is None:
-        merged = replace(merged, file_format=app.config.carrier(merged.carrier).default_format)
+        merged = replace(merged, file_format=app.config.carrier(merged.carrier).file_format)
     return merged
 
 

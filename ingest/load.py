@@ -1,21 +1,22 @@
-"""Loading: a queued file's records into the ``records`` table, all or nothing, each record once.
+"""Loading: a queued file's records into the ``calls`` and ``charges`` tables, all or nothing, each record once.
 
 How a file loads (``load_file``):
 
-1. Its staged bytes are streamed through the carrier's parser into Arrow batches, already validated,
-   parsed a few batches ahead in a thread. A bad record fails the whole file (``failed``, the error naming
-   line and field); nothing is loaded.
-2. Fast path, one transaction: the batches go straight into ``records`` (SQLite: through ADBC, with this
+1. Its staged bytes are streamed through its carrier's format (``ingest.formats``) into Arrow batches of calls
+   and charges (``ingest.layouts``), already validated, parsed a few batches ahead in a thread. A bad record
+   fails the whole file (``failed``, the error naming line and field); nothing is loaded. The batches are
+   kept (``ingest.parsed``) until the file is decided on: the file is parsed once, whatever follows.
+2. Fast path, one transaction: the batches go straight into their tables (SQLite: through ADBC, with this
    process's other catalog connections held off, since ADBC carries its own SQLite library; PostgreSQL:
    COPY under a savepoint), and the file is marked ``loaded`` with its counts and audited.
-3. Slow path, when a key collides or the file was released: the batches are parsed again into a scratch
-   table (an ADBC-written file attached to the catalog; a TEMP table) and moved set-based.
+3. Slow path, when a key collides or the file was released: the kept batches go into scratch tables (an
+   ADBC-written file attached to the catalog; TEMP tables) and are moved set-based.
 
-Every record is unique by carrier and key (the carrier's ID, ``feed_id``; or, for layouts without one, a
-``record_key`` hash). The insert is optimistic: if it collides, nothing is kept
-and the file is analysed instead: keys repeated inside the file fail it; keys already loaded from other
-files hold it as ``overlap`` (how many, and from which files). A file an admin released loads only the
-records not loaded before, and records how many it skipped.
+Every record is unique by carrier, kind and ``record_key``. The insert is optimistic: if it collides, nothing is
+kept and the file is analysed instead: a key repeated inside the file fails it, unless the rows are identical
+and the format takes identical rows once (then the repeats are dropped and counted); keys already loaded from
+other files hold it as ``overlap`` (how many, and from which files), and its parse is kept for its release. A
+file an admin released loads only the records not loaded before, and records how many it skipped.
 """
 
 from __future__ import annotations
@@ -35,21 +36,23 @@ import pyarrow.csv as pacsv
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from carriers import CANONICAL, CANONICAL_NAMES, CANONICAL_SCHEMA, Parser, Source, parser_for
-
 from . import faults
+from . import parsed as kept_parses
 from .app import App
 from .catalog import files as catalog_files
 from .catalog.db import SQLITE_BUSY_SECONDS, first_line
 from .errors import CdrError, DatabaseBusy, InvalidState, NotText, ParseError, TransientError
-from .staging import OnProgress, ProgressFactory, ProgressReader
+from .formats import FileParser, Source, parser_for
+from .layouts import LAYOUTS, Layout
 from .logs import file_event
+from .parsed import Retained
+from .staging import OnProgress, ProgressFactory, ProgressReader
 
 log = logging.getLogger(__name__)
 
-SCRATCH = "cdr_scratch"
 BATCH_ROWS = 65536
-UTC_COLUMNS = tuple(name for name, kind in CANONICAL if kind == "utc")
+CONSTANTS = ("file_id", "carrier")
+Parsed = Iterator[tuple[Layout, pa.RecordBatch]]
 
 
 @dataclass(frozen=True)
@@ -161,16 +164,29 @@ def _load_queued_row(app: App, row: dict, actor: str, on_progress: OnProgress | 
     """:func:`load_file` of a file read as queued."""
     file_id = row["id"]
     where = _label(row)
+    retained: Retained | None = None
+    root = Path(app.staging.root)
     try:
         with app.catalog.mapped_errors():
-            parser = parser_for(app.config.carrier(row["carrier"]))
-            source = _in_its_format(app, row, parser, actor)
-            parse = lambda: prefetched(parser.batches(source))  # noqa: E731 - parsed again only on the slow path
-            if on_progress is not None:
-                parse = _Reported(on_progress).parsing(source, parser)
-            if app.catalog.is_sqlite:
-                return _load_sqlite(app, row, parse, actor)
-            return _load_postgres(app, row, parse, actor)
+            parser = parser_for(app.config, row["carrier"])
+            fingerprint = _fingerprint(row, parser)
+            parse: Parsed | None = None
+            if row["released"]:  # its parse was kept when it was held: loaded from that, not parsed again
+                retained = kept_parses.kept(root, file_id, fingerprint)
+                if retained is not None and on_progress is not None:
+                    rows = sum(retained.rows.values()) or 1
+                    retained.on_replay = lambda done: on_progress(row["size"] * done // rows, done)
+            if retained is None:
+                source = _in_its_format(app, row, parser, actor)
+                retained = Retained(kept_parses.working_folder(root, file_id))
+                parse = _parse(parser, source, retained, on_progress)
+            load = _load_sqlite if app.catalog.is_sqlite else _load_postgres
+            result = load(app, row, parser, parse, retained, actor)
+            if result.status == "held":
+                kept_parses.keep(root, file_id, retained, fingerprint)
+            elif result.status in ("loaded", "failed"):
+                kept_parses.forget(root, file_id)
+            return result
     except ParseError as exc:
         return _fail(app, file_id, "parse-error", str(exc), actor)
     except NotText as exc:
@@ -189,6 +205,32 @@ def _load_queued_row(app: App, row: dict, actor: str, on_progress: OnProgress | 
         # Stored as the file's error: written so that any database can store it.
         storable = message.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
         return _fail(app, file_id, "load-error", storable, actor)
+    finally:
+        if retained is not None:
+            retained.close()
+
+
+def _fingerprint(row: dict, parser: FileParser) -> str:
+    """What a kept parse is tied to: the file's content and its format's definition."""
+    import xxhash
+
+    return xxhash.xxh3_128_hexdigest(f"{row['blob']}\x1f{row['member']}\x1f{parser.spec!r}".encode())
+
+
+def _parse(parser: FileParser, source: Source, retained: Retained, on_progress: OnProgress | None) -> Parsed:
+    """The file's batches, parsed ahead in a thread and kept in ``retained`` on the way; told to ``on_progress``
+    (the bytes the parser has read and the rows handed on, once per batch) when given."""
+    reported = _Reported(on_progress) if on_progress is not None else None
+    if reported is not None:
+        counted = source
+        source = replace(counted, open=lambda: ProgressReader(counted.open(), reported.read))
+
+    def produce() -> Parsed:
+        yield from retained.tee(parser.batches(source))
+        retained.rows_dropped = parser.rows_dropped
+
+    batches = prefetched(produce())
+    return reported.batches(batches) if reported is not None else batches
 
 
 class _Reported:
@@ -199,23 +241,37 @@ class _Reported:
         self.on_progress = on_progress
         self.bytes_read = 0
 
-    def parsing(self, source: Source, parser: Parser) -> Callable[[], Iterator[pa.RecordBatch]]:
-        """What ``load_file`` calls to parse the file (again), reporting."""
-        counted = replace(source, open=lambda: ProgressReader(source.open(), self._read))
-        return lambda: self._batches(prefetched(parser.batches(counted)))
-
-    def _read(self, done: int) -> None:
+    def read(self, done: int) -> None:
         self.bytes_read = done
 
-    def _batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def batches(self, batches: Parsed) -> Parsed:
         rows = 0
         try:
-            for batch in batches:
+            for layout, batch in batches:
                 rows += batch.num_rows
                 self.on_progress(self.bytes_read, rows)
-                yield batch
+                yield layout, batch
         finally:
             batches.close()
+
+
+def _drain(parse: Parsed | None) -> None:
+    """Read the rest of a parse (an insert that collided stopped reading it): every batch is then kept."""
+    if parse is not None:
+        for _ in parse:
+            pass
+
+
+def _of_kind(kind: str, parse: Parsed) -> Iterator[pa.RecordBatch]:
+    """The batches of one kind; the others are passed over (``Retained`` keeps them for their own insert)."""
+    for layout, batch in parse:
+        if layout.kind == kind:
+            yield batch
+
+
+def _kinds(parser: FileParser) -> list[Layout]:
+    """The layouts a format may produce, calls first."""
+    return [layout for kind, layout in LAYOUTS.items() if kind in parser.kinds]
 
 
 def _label(row: dict) -> str:
@@ -232,7 +288,7 @@ def _source(app: App, row: dict) -> Source:
     )
 
 
-def _in_its_format(app: App, row: dict, parser: Parser, actor: str) -> Source:
+def _in_its_format(app: App, row: dict, parser: FileParser, actor: str) -> Source:
     """The file's content in the format it is actually in (a pipe-separated ``.txt`` is read as pipe), which
     is recorded on the file when it differs. NotText if the content is not text at all."""
     source = readable_source(app, row, parser)
@@ -242,7 +298,7 @@ def _in_its_format(app: App, row: dict, parser: Parser, actor: str) -> Source:
     return source
 
 
-def readable_source(app: App, row: dict, parser: Parser) -> Source:
+def readable_source(app: App, row: dict, parser: FileParser) -> Source:
     """The file's staged content as ``parser`` reads it, in the format it is actually in (a pipe-separated
     ``.txt`` as pipe); nothing is recorded. NotText if the content is not text at all."""
     source = _source(app, row)
@@ -263,23 +319,27 @@ def _ignore_not_text(app: App, file_id: int, message: str, actor: str) -> LoadRe
 # ---------------------------------------------------------------------------------------------------
 # SQLite. Fast path: with this process's other catalog connections held off, ADBC writes the records straight
 # into the catalog file, in one transaction with the file's status change. Slow path (a key collides, or the
-# file was released): ADBC writes a scratch file, the catalog connection attaches it and works set-based.
+# file was released): ADBC writes the kept batches to a scratch file, the catalog connection attaches it and
+# works set-based.
 
 
-def _load_sqlite(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBatch]], actor: str) -> LoadResult:
-    if not row["released"]:
-        result = _load_sqlite_direct(app, row, parse(), actor)
+def _load_sqlite(app: App, row: dict, parser: FileParser, parse: Parsed | None, retained: Retained,
+                 actor: str) -> LoadResult:
+    if not row["released"] and parse is not None:
+        result = _load_sqlite_direct(app, row, parser, parse, retained, actor)
         if result is not None:
             return result
+    _drain(parse)
     scratch = Path(app.staging.tmp) / f"load-{row['id']}-{uuid.uuid4().hex}.sqlite"
     try:
-        total = _write_scratch_file(scratch, parse())
+        tables = _write_scratch_file(scratch, retained)
         faults.point("load.bulk-written")
         with app.catalog.connect() as conn:
             raw = conn.connection.driver_connection
             raw.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
             try:
-                return _move(app, conn.execution_options(cdr_write=True), row, "scratch.batch", total, actor)
+                return _move(app, conn.execution_options(cdr_write=True), row, parser,
+                             {kind: f"scratch.{name}" for kind, name in tables.items()}, retained, actor)
             finally:
                 if conn.in_transaction():
                     conn.rollback()
@@ -289,12 +349,16 @@ def _load_sqlite(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBatc
             Path(f"{scratch}{suffix}").unlink(missing_ok=True)
 
 
-def _load_sqlite_direct(app: App, row: dict, batches: Iterator[pa.RecordBatch], actor: str) -> LoadResult | None:
-    """Insert every record in one ADBC transaction; None if a record key collides (nothing is kept)."""
+def _load_sqlite_direct(app: App, row: dict, parser: FileParser, parse: Parsed, retained: Retained,
+                        actor: str) -> LoadResult | None:
+    """Insert every record in one ADBC transaction; None if a record key collides (nothing is kept). The
+    first kind streams from the parse; the others follow from what the parse kept."""
     import adbc_driver_manager
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
-    stream, failure, counted = _counting(batches, constants=(row["id"], row["carrier"]))
+    layouts = _kinds(parser)
+    counter = _Counter()
+    constants = (row["id"], row["carrier"])
     try:
         with app.catalog.exclusive(), adbc_sqlite.connect(app.catalog.sqlite_path, autocommit=True) as conn:
             with conn.cursor() as cur:
@@ -306,28 +370,29 @@ def _load_sqlite_direct(app: App, row: dict, batches: Iterator[pa.RecordBatch], 
                     status = cur.fetchone()[0]
                     if status != "queued":
                         raise InvalidState(f"file {row['id']} is {status}, not queued")
-                    cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
-                    before = cur.fetchone()[0]
+                    after = {}
+                    for layout in layouts:
+                        cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {layout.table}")
+                        after[layout.kind] = cur.fetchone()[0]
                     try:
-                        cur.adbc_ingest("records", stream, mode="append")
+                        for index, layout in enumerate(layouts):
+                            batches = _of_kind(layout.kind, parse) if index == 0 else retained.replay(layout.kind)
+                            cur.adbc_ingest(layout.table, counter.reader(layout, batches, constants), mode="append")
                     except adbc_driver_manager.Error as exc:
-                        if failure:
-                            raise failure[0] from None
+                        if counter.failure:
+                            raise counter.failure[0] from None
                         if "UNIQUE constraint failed" in str(exc):
                             cur.execute("ROLLBACK")
                             return None
                         raise
                     faults.point("load.bulk-written")
                     faults.point("load.inserted")
-                    total = counted()
-                    cur.execute("SELECT MAX(id) FROM records")
-                    last = cur.fetchone()[0]
-                    span = (before + 1, last) if total else (None, None)
-                    catalog_files.mark_loaded_dbapi(cur, row["id"], inserted=total, skipped=0, actor=actor, span=span,
+                    loaded = catalog_files.Loaded(counter.rows, 0, retained.rows_dropped, after)
+                    catalog_files.mark_loaded_dbapi(cur, row["id"], loaded, actor=actor,
                                                     name_identifies=_name_identifies(app, row))
                     faults.point("load.before-commit")
                     cur.execute("COMMIT")
-                    return LoadResult(row["id"], "loaded", total, 0)
+                    return LoadResult(row["id"], "loaded", counter.rows, 0)
                 except BaseException:
                     try:
                         cur.execute("ROLLBACK")
@@ -346,128 +411,148 @@ def _raise_mapped_adbc(exc: Exception) -> NoReturn:
     raise exc
 
 
-def _counting(batches: Iterator[pa.RecordBatch], constants: tuple = (), names: tuple[str, ...] = ("file_id", "carrier")):
-    """A RecordBatchReader over ``batches`` (with ``constants`` as leading columns), a list that receives the
-    exception the batches raised (ADBC reports it only as a stream error), and a count of rows read."""
-    failure: list[BaseException] = []
-    count = 0
+class _Counter:
+    """Counts the rows handed to the database, and keeps the exception a batch iterator raised (ADBC reports
+    it only as a stream error)."""
 
-    def generate() -> Iterator[pa.RecordBatch]:
-        nonlocal count
-        try:
-            for batch in batches:
-                count += batch.num_rows
-                yield _with_constants(batch, constants, names) if constants else batch
-        except BaseException as exc:
-            failure.append(exc)
-            raise
+    def __init__(self) -> None:
+        self.rows = 0
+        self.failure: list[BaseException] = []
 
-    schema = CANONICAL_SCHEMA
-    if constants:
-        schema = pa.schema([pa.field(n, _constant_type(v)) for n, v in zip(names, constants)] + list(CANONICAL_SCHEMA))
-    return pa.RecordBatchReader.from_batches(schema, generate()), failure, lambda: count
+    def reader(self, layout: Layout, batches: Iterator[pa.RecordBatch], constants: tuple = ()) -> pa.RecordBatchReader:
+        """A RecordBatchReader over ``batches`` of ``layout``, with ``constants`` (file id, carrier) as leading
+        columns when given."""
+        schema = layout.arrow_schema()
+        if constants:
+            schema = pa.schema([pa.field(n, _constant_type(v)) for n, v in zip(CONSTANTS, constants)] + list(schema))
+
+        def generate() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in batches:
+                    self.rows += batch.num_rows
+                    yield _with_constants(batch, constants) if constants else batch
+            except BaseException as exc:
+                self.failure.append(exc)
+                raise
+
+        return pa.RecordBatchReader.from_batches(schema, generate())
 
 
 def _constant_type(value) -> pa.DataType:
     return pa.int64() if isinstance(value, int) else pa.string()
 
 
-def _with_constants(batch: pa.RecordBatch, constants: tuple, names: tuple[str, ...]) -> pa.RecordBatch:
+def _with_constants(batch: pa.RecordBatch, constants: tuple) -> pa.RecordBatch:
     n = batch.num_rows
     columns = [pc.fill_null(pa.nulls(n, _constant_type(value)), value) for value in constants]
-    return pa.RecordBatch.from_arrays(columns + batch.columns, names=[*names[: len(constants)], *batch.schema.names])
+    return pa.RecordBatch.from_arrays(columns + batch.columns, names=[*CONSTANTS[: len(constants)], *batch.schema.names])
 
 
-def _write_scratch_file(path: Path, batches: Iterator[pa.RecordBatch]) -> int:
+def _write_scratch_file(path: Path, retained: Retained) -> dict[str, str]:
+    """The kept batches, one table per kind, in a new SQLite file; the tables' names by kind."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
-    stream, failure, counted = _counting(batches)
+    counter = _Counter()
+    tables = {}
     with adbc_sqlite.connect(str(path), autocommit=True) as conn:
         with conn.cursor() as cur:
             cur.execute("PRAGMA journal_mode=OFF")
             cur.execute("PRAGMA synchronous=OFF")
-            try:
-                cur.adbc_ingest("batch", stream, mode="create")
-            except Exception:
-                if failure:
-                    raise failure[0] from None
-                raise
-    if failure:
-        raise failure[0]
-    return counted()
+            for kind in retained.kinds():
+                cur.adbc_ingest(kind, counter.reader(LAYOUTS[kind], retained.replay(kind)), mode="create")
+                tables[kind] = kind
+    if counter.failure:
+        raise counter.failure[0]
+    return tables
 
 
 # ---------------------------------------------------------------------------------------------------
-# PostgreSQL: COPY into a TEMP table on the catalog connection, inside the load transaction.
+# PostgreSQL: COPY, inside the load transaction.
 
 
-def _load_postgres(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBatch]], actor: str) -> LoadResult:
-    """Optimistic: COPY straight into ``records`` under a savepoint. Only if a key collides (or the file was
-    released, so repeats are expected) are the batches parsed again into a TEMP scratch table for the
-    set-based analysis or the skip-what-is-loaded insert."""
+def _load_postgres(app: App, row: dict, parser: FileParser, parse: Parsed | None, retained: Retained,
+                   actor: str) -> LoadResult:
+    """Optimistic: COPY straight into the tables under a savepoint. Only if a key collides (or the file was
+    released, so repeats are expected) do the kept batches go into TEMP scratch tables for the set-based
+    analysis or the skip-what-is-loaded insert."""
     import psycopg
 
     try:
-        return _load_postgres_copy(app, row, parse, actor)
+        return _load_postgres_copy(app, row, parser, parse, retained, actor)
     except psycopg.OperationalError as exc:  # the raw COPY cursor is below SQLAlchemy's error mapping
         raise DatabaseBusy(f"catalog database unreachable during load: {first_line(exc)}") from exc
 
 
-def _load_postgres_copy(app: App, row: dict, parse: Callable[[], Iterator[pa.RecordBatch]], actor: str) -> LoadResult:
+def _load_postgres_copy(app: App, row: dict, parser: FileParser, parse: Parsed | None, retained: Retained,
+                        actor: str) -> LoadResult:
     import psycopg
 
+    constants = (row["id"], row["carrier"])
     with app.catalog.connect() as conn:
         conn = conn.execution_options(cdr_write=True)
         with conn.begin():
             _lock_queued(app, conn, row["id"])
-            if not row["released"]:
-                # Its records get ids above every id committed now: the span and dates are read through the key.
-                before = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM records")).scalar_one()
+            if not row["released"] and parse is not None:
+                layouts = _kinds(parser)
+                # Its records get ids above every id committed now: the spans and dates are read through the key.
+                after = {layout.kind: conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {layout.table}")).scalar_one()
+                         for layout in layouts}
                 savepoint = conn.begin_nested()
                 try:
-                    total = _copy(conn, "records", ("file_id", "carrier", *CANONICAL_NAMES), parse(),
-                                  constants=(row["id"], row["carrier"]))
+                    total = 0
+                    for index, layout in enumerate(layouts):
+                        batches = _of_kind(layout.kind, parse) if index == 0 else retained.replay(layout.kind)
+                        total += _copy(conn, layout.table, layout, batches, constants=constants)
                     savepoint.commit()
                 except psycopg.errors.UniqueViolation:
                     savepoint.rollback()
                 else:
                     faults.point("load.bulk-written")
                     faults.point("load.inserted")
-                    return _loaded(app, conn, row, total, total, actor, after=before)
-            columns = ", ".join(f"{name} {'BIGINT' if kind == 'int' else 'TEXT'}" for name, kind in CANONICAL)
-            conn.exec_driver_sql(f"CREATE TEMP TABLE {SCRATCH} ({columns}) ON COMMIT DROP")
-            total = _copy(conn, SCRATCH, CANONICAL_NAMES, parse())
-            # Autovacuum never analyses a TEMP table: without statistics the planner joins it to records in a
-            # nested loop, quadratic in the rows (a 45,000-record overlap took minutes; analysed, a second).
-            conn.exec_driver_sql(f"ANALYZE {SCRATCH}")
+                    return _loaded(app, conn, row, catalog_files.Loaded(total, 0, retained.rows_dropped, after), actor)
+            _drain(parse)
+            scratches = {}
+            for kind in retained.kinds():
+                layout = LAYOUTS[kind]
+                scratch = f"cdr_scratch_{kind}"
+                columns = ", ".join(f"{name} {_PG_SCRATCH_TYPES[layout.kind_of(name)]}" for name in layout.parsed_columns)
+                conn.exec_driver_sql(f"CREATE TEMP TABLE {scratch} ({columns}) ON COMMIT DROP")
+                _copy(conn, scratch, layout, retained.replay(kind))
+                # Autovacuum never analyses a TEMP table: without statistics the planner joins it to the records in
+                # a nested loop, quadratic in the rows (a 45,000-record overlap took minutes; analysed, a second).
+                conn.exec_driver_sql(f"ANALYZE {scratch}")
+                scratches[kind] = scratch
             faults.point("load.bulk-written")
-            return _move(app, conn, row, SCRATCH, total, actor, begun=True)
+            return _move(app, conn, row, parser, scratches, retained, actor, begun=True)
 
 
-def _copy(conn: Connection, table: str, columns: tuple[str, ...], batches: Iterator[pa.RecordBatch],
-          constants: tuple = ()) -> int:
+_PG_SCRATCH_TYPES = {"text": "TEXT", "int": "BIGINT", "money": "BIGINT", "date": "DATE", "utc": "TIMESTAMPTZ"}
+
+
+def _copy(conn: Connection, table: str, layout: Layout, batches: Iterator[pa.RecordBatch], constants: tuple = ()) -> int:
     """COPY the batches (as CSV, written by Arrow) into ``table`` on the connection's transaction. Leading
-    ``constants`` fill the first columns of every row."""
+    ``constants`` (file id, carrier) fill the first columns of every row."""
     cursor = conn.connection.driver_connection.cursor()
     total = 0
+    columns = (*CONSTANTS[: len(constants)], *layout.parsed_columns)
+    utc = [name for name in layout.parsed_columns if layout.kind_of(name) == "utc"]
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=BATCH_ROWS)
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
         for batch in batches:
-            n = batch.num_rows
-            total += n
-            batch = _zoned(batch)
+            total += batch.num_rows
+            batch = _zoned(batch, utc)
             if constants:
-                batch = _with_constants(batch, constants, columns)
+                batch = _with_constants(batch, constants)
             sink = io.BytesIO()
             pacsv.write_csv(batch, sink, options)
             copy.write(sink.getbuffer())
     return total
 
 
-def _zoned(batch: pa.RecordBatch) -> pa.RecordBatch:
+def _zoned(batch: pa.RecordBatch, utc: list[str]) -> pa.RecordBatch:
     """The batch with every UTC time stating its zone ('YYYY-MM-DD HH:MM:SS+00'): PostgreSQL reads a time
     without one in the session's time zone, which the server, the database or the role may set."""
-    for name in UTC_COLUMNS:
+    for name in utc:
         index = batch.schema.get_field_index(name)
         batch = batch.set_column(index, name, pc.binary_join_element_wise(batch.column(index), "+00", ""))
     return batch
@@ -477,32 +562,23 @@ def _zoned(batch: pa.RecordBatch) -> pa.RecordBatch:
 # Shared: the set-based move, and the analysis when it collides.
 
 
-def _insert_sql(app: App, scratch: str, only_new: bool) -> str:
-    targets = ["file_id", "carrier", *CANONICAL_NAMES]
-    values = [":file_id", "CAST(:carrier AS VARCHAR)", *(_cast(app, name, kind) for name, kind in CANONICAL)]
-    sql = f"INSERT INTO records ({', '.join(targets)}) SELECT {', '.join(values)} FROM {scratch} s"
+def _insert_sql(layout: Layout, scratch: str, *, only_new: bool, once: bool) -> str:
+    """Move a scratch table's records into the layout's table. ``only_new``: those not loaded before (a
+    released file). ``once``: the first of each key only (identical rows in the file, taken once)."""
+    targets = ["file_id", "carrier", *layout.parsed_columns]
+    values = [":file_id", "CAST(:carrier AS VARCHAR)", *(f"s.{name}" for name in layout.parsed_columns)]
+    sql = f"INSERT INTO {layout.table} ({', '.join(targets)}) SELECT {', '.join(values)} FROM {scratch} s"
+    conditions = []
     if only_new:
-        sql += (" WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.carrier = CAST(:carrier AS VARCHAR)"
-                " AND s.record_key IS NULL AND r.feed_id = s.feed_id)"
-                " AND NOT EXISTS (SELECT 1 FROM records r WHERE r.carrier = CAST(:carrier AS VARCHAR)"
-                " AND r.record_key = s.record_key)")
-    return sql
+        conditions.append(f"NOT EXISTS (SELECT 1 FROM {layout.table} r WHERE r.carrier = CAST(:carrier AS VARCHAR)"
+                          " AND r.record_key = s.record_key)")
+    if once:
+        conditions.append(f"s.position IN (SELECT MIN(position) FROM {scratch} GROUP BY record_key)")
+    return sql + (" WHERE " + " AND ".join(conditions) if conditions else "")
 
 
-def _cast(app: App, name: str, kind: str) -> str:
-    column = f"s.{name}"
-    if app.catalog.is_sqlite:
-        return column  # already in the catalog's storage form: ISO text, decimal text, integers
-    if kind == "date":
-        return f"CAST({column} AS DATE)"
-    if kind == "utc":
-        return f"CAST({column} AS TIMESTAMPTZ)"  # the scratch text states its zone (``_zoned``)
-    if kind == "decimal":
-        return f"CAST({column} AS NUMERIC)"
-    return column
-
-
-def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor: str, begun: bool = False) -> LoadResult:
+def _move(app: App, conn: Connection, row: dict, parser: FileParser, scratches: dict[str, str], retained: Retained,
+          actor: str, begun: bool = False) -> LoadResult:
     file_id = row["id"]
     params = {"file_id": file_id, "carrier": row["carrier"]}
     transaction = None if begun else conn.begin()
@@ -510,22 +586,33 @@ def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor
         if not begun:
             _lock_queued(app, conn, file_id)
         released = bool(row["released"])
-        before = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM records")).scalar_one()
-        savepoint = conn.begin_nested() if not app.catalog.is_sqlite else None
-        try:
-            inserted = conn.execute(text(_insert_sql(app, scratch, only_new=released)), params).rowcount
-            if savepoint is not None:
+        after = {kind: conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {LAYOUTS[kind].table}")).scalar_one()
+                 for kind in scratches}
+        once: set[str] = set()
+        while True:
+            savepoint = conn.begin_nested()
+            try:
+                inserted = sum(conn.execute(text(_insert_sql(LAYOUTS[kind], scratch, only_new=released,
+                                                             once=kind in once)), params).rowcount
+                               for kind, scratch in scratches.items())
                 savepoint.commit()
-        except IntegrityError:
-            # The failed statement left nothing behind (SQLite undoes the statement; PostgreSQL the savepoint).
-            if savepoint is not None:
+                break
+            except IntegrityError:
+                # The failed statement left nothing behind: the savepoint is rolled back.
                 savepoint.rollback()
-            result = _analyse_collision(app, conn, row, scratch, actor)
-            if transaction is not None:
-                transaction.commit()
-            return result
+                repeated = _repeated_in_file(app, conn, row, parser, scratches, once, actor)
+                if isinstance(repeated, set):  # identical rows the format takes once: dropped, counted
+                    once = repeated
+                    continue
+                result = repeated or _analyse_overlap(conn, row, scratches, actor)
+                if transaction is not None:
+                    transaction.commit()
+                return result
         faults.point("load.inserted")
-        result = _loaded(app, conn, row, total, inserted, actor, after=before)
+        total = sum(retained.rows.values())
+        dropped = retained.rows_dropped + sum(_dropped_as_identical(conn, scratches[kind]) for kind in once)
+        skipped = total - inserted - (dropped - retained.rows_dropped)
+        result = _loaded(app, conn, row, catalog_files.Loaded(inserted, skipped, dropped, after), actor)
         if transaction is not None:
             transaction.commit()
         return result
@@ -535,14 +622,13 @@ def _move(app: App, conn: Connection, row: dict, scratch: str, total: int, actor
         raise
 
 
-def _loaded(app: App, conn: Connection, row: dict, total: int, inserted: int, actor: str, after: int) -> LoadResult:
-    """Mark the file loaded with its counts, the span of record ids it was given (ids above ``after``) and of
-    its records' own dates (see ``catalog_files.mark_loaded``)."""
-    skipped = total - inserted
-    catalog_files.mark_loaded(conn, row["id"], inserted=inserted, skipped=skipped, actor=actor, after=after)
+def _loaded(app: App, conn: Connection, row: dict, loaded: catalog_files.Loaded, actor: str) -> LoadResult:
+    """Mark the file loaded with its counts, the spans of record ids it was given and its records' own dates
+    (see ``catalog_files.mark_loaded``)."""
+    catalog_files.mark_loaded(conn, row["id"], loaded, actor=actor)
     catalog_files.supersede_failed(conn, row["id"], actor=actor, name_identifies=_name_identifies(app, row))
     faults.point("load.before-commit")
-    return LoadResult(row["id"], "loaded", inserted, skipped)
+    return LoadResult(row["id"], "loaded", loaded.inserted, loaded.skipped)
 
 
 def _name_identifies(app: App, row: dict) -> bool:
@@ -559,38 +645,68 @@ def _lock_queued(app: App, conn: Connection, file_id: int) -> None:
         raise InvalidState(f"file {file_id} is {status}, not queued")
 
 
-def _analyse_collision(app: App, conn: Connection, row: dict, scratch: str, actor: str) -> LoadResult:
-    file_id = row["id"]
-    repeated = conn.execute(text(
-        f"SELECT COALESCE(record_key, CAST(feed_id AS VARCHAR)) AS k, MIN(position), MAX(position) FROM {scratch} "
-        "GROUP BY COALESCE(record_key, CAST(feed_id AS VARCHAR)) HAVING COUNT(*) > 1 ORDER BY MIN(position) LIMIT 1"
-    )).first()
-    if repeated is not None:
-        key, first, second = repeated
-        lines = parser_for(app.config.carrier(row["carrier"])).record_lines(_source(app, row), (first, second))
-        where = (f"lines {lines[first]} and {lines[second]}" if first in lines and second in lines
-                 else f"records {first} and {second}")
-        message = (f"{_label(row)}: record key {key} appears twice in the file ({where}); "
-                   "nothing was loaded")
-        catalog_files.transition(conn, file_id, "failed", allowed_from=("queued",), actor=actor, action="failed",
-                                 why=message, reason="parse-error", error=message)
-        return LoadResult(file_id, "failed", message=message)
+def _takes_identical_rows_once(parser: FileParser, kind: str) -> bool:
+    """Whether the format takes rows identical in every column once (``duplicate_rows = "once"``)."""
+    return parser.duplicate_rows(LAYOUTS[kind]) == "once"
 
+
+def _dropped_as_identical(conn: Connection, scratch: str) -> int:
+    return conn.execute(text(f"SELECT COUNT(*) - COUNT(DISTINCT record_key) FROM {scratch}")).scalar_one()
+
+
+def _repeated_in_file(app: App, conn: Connection, row: dict, parser: FileParser, scratches: dict[str, str],
+                      once: set[str], actor: str) -> LoadResult | set[str] | None:
+    """A key repeated inside the file. None if there is none (the collision is with records loaded before).
+    When every repeat is a row identical to an earlier one (every column but its position) and the format
+    takes identical rows once: the kinds to insert once (a set). Otherwise the file fails, naming the first
+    repeated key and the lines of its first two rows (a ``failed`` result)."""
+    repeats = []
+    for kind, scratch in scratches.items():
+        if kind in once:  # its repeats are taken once already
+            continue
+        found = conn.execute(text(
+            f"SELECT record_key, MIN(position), MAX(position) FROM {scratch} "
+            "GROUP BY record_key HAVING COUNT(*) > 1 ORDER BY MIN(position) LIMIT 1"
+        )).first()
+        if found is not None:
+            repeats.append((kind, *found))
+    if not repeats:
+        return None
+    identical = set()
+    for kind, *_ in repeats:
+        layout = LAYOUTS[kind]
+        columns = ", ".join(name for name in layout.parsed_columns if name != "position")
+        distinct_rows = conn.execute(text(
+            f"SELECT COUNT(*) FROM (SELECT DISTINCT {columns} FROM {scratches[kind]}) d")).scalar_one()
+        distinct_keys = conn.execute(text(
+            f"SELECT COUNT(DISTINCT record_key) FROM {scratches[kind]}")).scalar_one()
+        if distinct_rows == distinct_keys and _takes_identical_rows_once(parser, kind):
+            identical.add(kind)
+    if len(identical) == len(repeats):
+        return once | identical
+    kind, key, first, second = min(repeats, key=lambda r: r[2])
+    lines = parser.record_lines(_source(app, row), (first, second))
+    where = (f"lines {lines[first]} and {lines[second]}" if first in lines and second in lines
+             else f"records {first} and {second}")
+    message = f"{_label(row)}: record key {key} appears twice in the file ({where}); nothing was loaded"
+    catalog_files.transition(conn, row["id"], "failed", allowed_from=("queued",), actor=actor, action="failed", why=message, reason="parse-error", error=message)
+    return LoadResult(row["id"], "failed", message=message)
+
+
+def _analyse_overlap(conn: Connection, row: dict, scratches: dict[str, str], actor: str) -> LoadResult:
+    """Hold the file as an overlap: how many of its records were loaded before, and from which files."""
+    file_id = row["id"]
+    parts = [f"SELECT r.file_id AS file_id, COUNT(*) AS n FROM {scratch} s JOIN {LAYOUTS[kind].table} r"
+             " ON r.carrier = CAST(:carrier AS VARCHAR) AND r.record_key = s.record_key GROUP BY r.file_id"
+             for kind, scratch in scratches.items()]
     overlaps = conn.execute(text(
-        "SELECT file_id, SUM(n) FROM ("
-        f" SELECT r.file_id AS file_id, COUNT(*) AS n FROM {scratch} s JOIN records r"
-        "  ON r.carrier = :carrier AND r.feed_id = s.feed_id AND r.record_key IS NULL"
-        "  WHERE s.record_key IS NULL GROUP BY r.file_id"
-        " UNION ALL"
-        f" SELECT r.file_id, COUNT(*) FROM {scratch} s JOIN records r"
-        "  ON r.carrier = :carrier AND r.record_key = s.record_key GROUP BY r.file_id"
-        ") AS hits GROUP BY file_id ORDER BY file_id"
+        f"SELECT file_id, SUM(n) FROM ({' UNION ALL '.join(parts)}) AS hits GROUP BY file_id ORDER BY file_id"
     ), {"carrier": row["carrier"]}).all()
     overlaps = [(int(other), int(count)) for other, count in overlaps]
     overlapping = sum(count for _, count in overlaps)
     if not overlapping:  # what collided was a concurrent load that has since rolled back
         raise DatabaseBusy(f"file #{file_id}: a concurrent load collided with it; it stays queued for a retry")
-    total = conn.execute(text(f"SELECT COUNT(*) FROM {scratch}")).scalar_one()
+    total = sum(conn.execute(text(f"SELECT COUNT(*) FROM {scratch}")).scalar_one() for scratch in scratches.values())
     earlier = ", ".join(f"#{other} ({count})" for other, count in overlaps)
     message = f"{overlapping} of {total} records were already loaded, from {earlier}"
     catalog_files.transition(conn, file_id, "held", allowed_from=("queued",), actor=actor, action="held",

@@ -19,6 +19,7 @@ import filecmp
 import io
 import itertools
 import os
+import shutil
 import tempfile
 import time
 import zipfile
@@ -128,9 +129,13 @@ class Staging:
         removed = 0
         for path in self.tmp.iterdir():
             try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+                if path.is_dir():  # a load's spilled batches (``ingest.parsed``)
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
                     path.unlink()
-                    removed += 1
+                removed += 1
             except FileNotFoundError:
                 continue
         return removed

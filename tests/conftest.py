@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ingest.app import App
-from ingest.config import load_config
+from ingest.plugins import load_checked_config as load_config  # what an application runs on: sources checked too
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("CDR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import json
 
-from carriers.billingfeed import HERO_COLUMNS, TECHCONNECTIONS_COLUMNS
+# The documented column orders (the hero-feed and techconnections-feed formats' ``columns``): kept here so that
+# the builders do not depend on the parser the formats replace.
+HERO_COLUMNS = (
+    "ID", "AccountCode", "Direction", "CallType", "BillDate", "Time", "UTCDateTime", "UTCOffset", "AParty",
+    "BParty", "BillNumber", "Seconds", "NetworkSeconds", "ConnectSeconds", "Charge", "ChargeExcl",
+    "FreeUnitsUsed", "TextDesc1", "TextDesc2", "ReleaseCause", "Status", "ServiceType", "BillingGroup",
+    "CallingGroup", "Profile",
+)
+TECHCONNECTIONS_COLUMNS = HERO_COLUMNS[:5] + ("Date",) + HERO_COLUMNS[5:]
 
 LAYOUTS = {"hero": HERO_COLUMNS, "techconnections": TECHCONNECTIONS_COLUMNS}
+# The built-in format of each carrier's billing feed.
+FORMATS = {"hero": "hero-feed", "techconnections": "techconnections-feed"}
 DELIMITERS = {"csv": ",", "txt": "\t", "pipe": "|"}
 
 

@@ -18,7 +18,7 @@ from ingest.catalog import cursors
 from ingest.catalog import sources as source_states
 from ingest.cli import cli
 from ingest.collectors import collector_for
-from ingest.config import load_config
+from ingest.plugins import load_checked_config as load_config  # with the collectors' checks of the sources
 from ingest.daemon import run_pass
 from ingest.errors import ConfigError
 from ingest.load import load_queued
@@ -60,7 +60,7 @@ def cursor(app, source="hero-feed"):
 def loaded_ids(app):
     from ingest import admin
 
-    return sorted(r["feed_id"] for r in admin.list_records(app, limit=0))
+    return sorted(int(r["carrier_record_id"]) for r in admin.list_records(app, limit=0))
 
 
 def test_first_run_pages_from_fromid_1_until_an_empty_answer(make_config, apps, feed):
@@ -260,7 +260,8 @@ def test_service_fees_only_are_sdr_records_and_calls_only_cdr_records(make_confi
         [staged] = files(app)
         assert staged["type"] == file_type
         load_queued(app)
-        assert [(r["feed_id"], r["record_type"]) for r in admin.list_records(app)] == loaded
+        assert [(int(r["carrier_record_id"]), kind) for kind in ("cdr", "sdr")
+                for r in admin.list_records(app, record_type=kind)] == loaded
 
 
 @pytest.mark.parametrize("options, key, reason", [

@@ -21,7 +21,7 @@ def test_first_use_creates_the_schema_and_reuse_is_idempotent(database_url):
     try:
         assert catalog.current_revision() == HEAD_REVISION
         tables = set(inspect(catalog.engine).get_table_names())
-        assert {"files", "file_links", "file_events", "records", "alembic_version"} <= tables
+        assert {"files", "file_links", "file_events", "calls", "charges", "alembic_version"} <= tables
         for table in metadata.sorted_tables:  # the migration created every column the models use
             columns = {c["name"] for c in inspect(catalog.engine).get_columns(table.name)}
             assert columns == {c.name for c in table.columns}, table.name

@@ -14,7 +14,8 @@ from ingest.cli import cli
 from tests.records import record, render
 
 COMMANDS = ["upload", "files", "show", "release", "discard", "retry", "records", "load", "watch", "collect",
-            "status", "daemon", "feed", "feed backfill", "init", "doctor", "cat", "compare"]
+            "status", "daemon", "feed", "feed backfill", "init", "doctor", "cat", "compare", "formats", "formats list",
+            "formats check"]
 
 
 @pytest.fixture
@@ -120,8 +121,8 @@ def test_records_json_keeps_money_exact_and_numbers_as_text(run, hero_file, tmp_
     run("upload", str(path), "--carrier", "hero", "--type", "cdr")
     [line] = run("records", "--file", "1", "--json").output.splitlines()  # JSON Lines: one object per record
     shown = json.loads(line)
-    assert shown["charge"] == "0.1000" and shown["a_party"] == "0016491234567"
-    assert shown["utc_time"] == "2026-10-01T00:05:09Z"
+    assert shown["charge"] == "0.10" and shown["a_number"] == "0016491234567"
+    assert shown["start_time"] == "2026-10-01T00:05:09Z"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -92,20 +92,20 @@ def test_overlapping_files_counts_samples_and_a_changed_record(run, upload):
     assert (records["in_both"], records["changed"], records["only_in_first"], records["only_in_other"]) == (2, 1, 1, 2)
     # Each sample: its key and the line it is on in each file (the header is line 1).
     assert [(s["key"], s["first_line"], s["other_line"]) for s in records["samples_in_both"]] == [
-        ("2", 3, 2), ("3", 4, 3)]
-    assert [(s["key"], s["first_line"], s["other_line"]) for s in records["samples_only_in_first"]] == [("1", 2, None)]
+        ("call:2", 3, 2), ("call:3", 4, 3)]
+    assert [(s["key"], s["first_line"], s["other_line"]) for s in records["samples_only_in_first"]] == [("call:1", 2, None)]
     assert [(s["key"], s["first_line"], s["other_line"]) for s in records["samples_only_in_other"]] == [
-        ("4", None, 4), ("5", None, 5)]
+        ("call:4", None, 4), ("call:5", None, 5)]
     [changed] = records["samples_changed"]
-    assert (changed["key"], changed["first_line"], changed["other_line"]) == ("2", 3, 2)
+    assert (changed["key"], changed["first_line"], changed["other_line"]) == ("call:2", 3, 2)
     assert {(f["field"], f["first"], f["other"]) for f in changed["fields"]} == {
-        ("charge", "0.1150", "0.2000"), ("seconds", 60, 61)}
+        ("charge", "0.115", "0.20"), ("billed_seconds", 60, 61)}
 
     table = run("compare", "1", "2").output
     assert "2 in both (1 of them differ), 1 only in #1, 2 only in #2" in table
     changed_line = next(line for line in table.splitlines() if line.startswith("differ "))
-    assert changed_line.split()[:4] == ["differ", "2", "3", "2"]
-    assert "charge: 0.1150 -> 0.2000" in changed_line and "seconds: 60 -> 61" in changed_line
+    assert changed_line.split()[:4] == ["differ", "call:2", "3", "2"]
+    assert "charge: 0.115 -> 0.20" in changed_line and "billed_seconds: 60 -> 61" in changed_line
     assert [line.split()[:3] for line in table.splitlines() if line.startswith("only in #2")] == [
         ["only", "in", "#2"]] * 2
 

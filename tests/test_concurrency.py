@@ -10,7 +10,7 @@ import sys
 from sqlalchemy import func, select
 
 from ingest.catalog import files as catalog_files
-from ingest.catalog.schema import records
+from ingest.catalog.schema import calls as records
 from tests.records import record, render
 
 CDR = [sys.executable, "-m", "ingest.cli"]
@@ -48,6 +48,6 @@ def test_two_loaders_at_once_load_every_file_exactly_once(app, tmp_path):
     with app.catalog.read() as conn:
         files = catalog_files.list_files(conn)
         total = conn.execute(select(func.count()).select_from(records)).scalar_one()
-        distinct = conn.execute(select(func.count(func.distinct(records.c.feed_id)))).scalar_one()
+        distinct = conn.execute(select(func.count(func.distinct(records.c.record_key)))).scalar_one()
     assert [(f["status"], f["records_loaded"]) for f in files] == [("loaded", 3000)] * 6
     assert total == distinct == 18_000

@@ -120,6 +120,21 @@ def test_a_named_configuration_that_does_not_exist_is_one_line(tmp_path):
     assert one_line(done.stderr) == "error: configuration error at missing.toml: configuration file not found"
 
 
+@pytest.mark.parametrize("source, line", [
+    ('kind = "telepathy"\n', "error: configuration error at sources[0].kind: unknown kind 'telepathy' (known: "),
+    ('kind = "dropfolder"\n', "error: configuration error at sources[0].path: "),
+])
+def test_a_source_of_an_unknown_kind_or_with_a_bad_option_is_one_line_at_start(tmp_path, source, line):
+    """ingest.config no longer knows the collectors: the sources are checked where the application is assembled
+    (ingest.plugins), before any command runs, with the same one line."""
+    cwd = unrelated_dir(tmp_path)
+    config = tmp_path / "cdr.toml"
+    config.write_text(f'include = ["{REPO}/config/carriers/*.toml"]\n[[sources]]\nname = "a"\n{source}')
+    done = run_cdr("--config", str(config), "files", cwd=cwd, env=isolated_env(tmp_path))
+    assert done.returncode == 1 and one_line(done.stderr).startswith(line), done.stderr
+    assert not (tmp_path / "var").exists()  # refused before the catalog was opened
+
+
 def test_relative_paths_are_taken_from_the_configuration_files_folder(tmp_path, database_url):
     """Run from an unrelated directory: the SQLite database, staging and the drop folder are the ones beside
     the configuration file (config/../data, ...), and nothing is created in the working directory."""

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from ingest.catalog import files as catalog_files
-from ingest.catalog.schema import file_events, records
+from ingest.catalog.schema import calls as records, file_events
 from ingest.load import load_queued
 from tests.records import record, render
 

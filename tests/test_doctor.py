@@ -95,7 +95,7 @@ def test_a_healthy_configuration_passes_every_check(make_config, apps, tmp_path)
                            f"source share {share}"]
     assert all(item["ok"] for item in found.values())
     assert found["config"]["detail"].startswith(str(config))
-    assert found["database"]["detail"].endswith("reachable; schema at head (0006)")
+    assert found["database"]["detail"].endswith("reachable; schema at head (0007)")
     assert "GiB free" in found["staging"]["detail"]
     assert found[f"source share {share}"]["detail"] == "listed: 0 files (nothing fetched)"
 
@@ -122,7 +122,7 @@ def test_a_schema_behind_is_reported_with_the_migrations_pending_and_not_migrate
         conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     result = doctor(app.config.path)
     line = failed_line(result, "database")
-    assert line.endswith("reachable; schema behind, 2 migrations pending (0004 -> 0006); the next other cdr command "
+    assert line.endswith("reachable; schema behind, 3 migrations pending (0004 -> 0007); the next other cdr command "
                          "applies them")
     assert app.catalog.current_revision() == "0004"
 
@@ -439,21 +439,56 @@ def test_a_kind_without_a_check_of_its_own_says_only_its_configuration_was_accep
                              "detail": "pigeon: configuration valid; nothing more is checked for this kind"}
 
 
-def test_a_carrier_whose_parser_is_unknown_or_refuses_its_options_fails_naming_it(tmp_path):
+def test_each_carrier_names_its_format_and_where_it_comes_from(tmp_path):
+    from ingest.config import load_config
+    from ingest.doctor import check_carriers
+
+    path = sqlite_config(tmp_path, '[formats.acme-cdr]\nkey = ["Id"]\n[formats.acme-cdr.fields]\n'
+                                   'carrier_record_id = { column = "Id" }\nstart_time = { column = "Start" }\n'
+                                   'charge = { column = "Cost" }\n[carriers.acme]\nformat = "acme-cdr"\n')
+    config = load_config(path, env={})
+    found = {result.check: result.view() for result in check_carriers(config)}
+    assert found["carrier hero"] == {"check": "carrier hero", "ok": True,
+                                     "detail": f"format hero-feed (built-in); {len(config.carriers['hero'].rules)} "
+                                               "file rules"}
+    assert found["carrier acme"] == {"check": "carrier acme", "ok": True,
+                                     "detail": f"format acme-cdr ({config.path}); 0 file rules"}
+
+
+def test_a_carrier_whose_format_is_unknown_or_does_not_compile_fails_naming_it(tmp_path):
     from dataclasses import replace
 
     from ingest.config import load_config
     from ingest.doctor import check_carriers
 
-    config = load_config(sqlite_config(tmp_path), env={})
+    # A format that parses (the configuration loads) but does not compile: its hook names no module.
+    path = sqlite_config(tmp_path, '[formats.broken]\nkey = ["Id"]\nhook = "no_such_module_here:fix"\n'
+                                   '[formats.broken.fields]\ncarrier_record_id = { column = "Id" }\n'
+                                   'start_time = { column = "Start" }\ncharge = { column = "Cost" }\n'
+                                   '[carriers.zed]\nformat = "broken"\n')
+    config = load_config(path, env={})
     hero = config.carriers["hero"]
-    broken = replace(config, carriers={"acme": replace(hero, name="acme", parser="acme"),
-                                       "zed": replace(hero, name="zed", options={"colour": "blue"})})
+    broken = replace(config, carriers={"acme": replace(hero, name="acme", format="nope"),
+                                       "zed": config.carriers["zed"]})
     acme, zed = (result.view() for result in check_carriers(broken))
-    assert acme == {"check": "carrier acme", "ok": False,
-                    "detail": "unknown parser 'acme' (known: hero, techconnections)"}
+    assert acme["check"] == "carrier acme" and not acme["ok"]
+    assert acme["detail"].startswith("configuration error at formats.nope: unknown format 'nope' (known: ")
     assert zed["check"] == "carrier zed" and not zed["ok"]
-    assert zed["detail"].startswith("parser hero: configuration error at carriers.zed.options.colour: unknown option")
+    assert zed["detail"].startswith("configuration error at formats.broken.hook: cannot load "
+                                    "'no_such_module_here:fix'")
+    assert "\n" not in acme["detail"] + zed["detail"]
+
+
+def test_doctor_fails_the_carrier_whose_format_is_broken_and_passes_the_others(tmp_path):
+    path = sqlite_config(tmp_path, '[formats.broken]\nkey = ["Id"]\nhook = "no_such_module_here:fix"\n'
+                                   '[formats.broken.fields]\ncarrier_record_id = { column = "Id" }\n'
+                                   'start_time = { column = "Start" }\ncharge = { column = "Cost" }\n'
+                                   '[carriers.zed]\nformat = "broken"\n')
+    result = doctor(path)
+    line = failed_line(result, "carrier zed")
+    assert "formats.broken.hook: cannot load 'no_such_module_here:fix'" in line
+    found = checks(path)
+    assert found["carrier hero"]["ok"] and found["carrier techconnections"]["ok"]
 
 
 def test_doctor_has_help_with_an_example():

@@ -17,8 +17,8 @@ from sqlalchemy import event
 
 from ingest.catalog import files as catalog_files
 from ingest.catalog.db import STREAM_CHUNK
-from ingest.catalog.records import RECORD_COLUMNS, iter_records
-from ingest.catalog.schema import records as records_table
+from ingest.catalog.records import iter_records
+from ingest.layouts import CALL, CHARGE
 from ingest.cli import cli
 from ingest.export import TTY_LIMIT, write_listing
 from ingest.intake import Origin, receive
@@ -71,30 +71,36 @@ def catalog(app):
 
 
 def feed_ids(jsonl: str) -> list[int]:
-    return [json.loads(line)["feed_id"] for line in jsonl.splitlines()]
+    return [int(json.loads(line)["carrier_record_id"]) for line in jsonl.splitlines()]
 
 
 @pytest.mark.parametrize("args, expected", [
-    ([], [1, 2, 3, 11, 12]),
-    (["--file", "2"], [11, 12]),
-    (["--carrier", "techconnections"], [11, 12]),
+    ([], [1, 2, 3, 11]),  # calls, unless charges are asked for
+    (["--file", "2"], [11]),  # a file's calls
+    (["--file", "2", "--type", "sdr"], [12]),  # and its charges
+    (["--carrier", "techconnections"], [11]),
     (["--type", "sdr"], [12]),
     (["--type", "cdr"], [1, 2, 3, 11]),
-    (["--period", "2026-10"], [1, 3, 12]),  # by the record's own date: a call's UTC date, a fee's bill date
+    (["--period", "2026-10"], [1, 3]),  # by the record's own date: a call's UTC start date
+    (["--period", "2026-10", "--type", "sdr"], [12]),  # a charge's period start, else its charge date
+    (["--period", "2026-11", "--type", "sdr"], []),
     (["--period", "2026-09"], [2]),
     (["--account", "99999999"], [2]),
-    (["--number", "001630001"], [1]),  # a-party
-    (["--number", "027700002"], [2]),  # b-party
+    (["--account", "81234567", "--type", "sdr"], [12]),  # a charge's customer reference
+    (["--number", "001630001"], [1]),  # a-number
+    (["--number", "027700002"], [2]),  # b-number
     (["--number", "00990003"], [3]),  # bill number
+    (["--number", "00990012", "--type", "sdr"], [12]),  # a charge's number reference
     (["--number", "0016300"], []),  # exact, not a prefix
-    (["--since", "2026-10-01"], [1, 3, 11, 12]),
-    (["--since", "2026-10-01T00:05:09Z"], [1, 3, 11, 12]),  # at or after: the very instant included
-    (["--since", "2026-10-01 00:05:10"], [3, 11, 12]),
-    (["--since", "2026-10-01T13:05:09+13:00"], [1, 3, 11, 12]),  # an offset is converted to UTC
+    (["--since", "2026-10-01"], [1, 3, 11]),
+    (["--since", "2026-10-01T00:05:09Z"], [1, 3, 11]),  # at or after: the very instant included
+    (["--since", "2026-10-01 00:05:10"], [3, 11]),
+    (["--since", "2026-10-01T13:05:09+13:00"], [1, 3, 11]),  # an offset is converted to UTC
     (["--until", "2026-09-30"], [2]),  # a date: that whole day
     (["--until", "2026-10-01T00:05:09Z"], [1, 2]),  # a date-time: inclusive
     (["--since", "2026-10-16", "--until", "2026-10-31"], [3]),
-    (["--since", "2026-10-15", "--until", "2026-10-15"], [12]),  # a fee on its bill date
+    (["--since", "2026-10-15", "--until", "2026-10-15", "--type", "sdr"], [12]),  # a charge on its own date
+    (["--since", "2026-10-16", "--type", "sdr"], []),
     (["--carrier", "hero", "--period", "2026-10", "--limit", "1"], [1]),
 ])
 def test_records_filters(run, catalog, args, expected):
@@ -104,32 +110,40 @@ def test_records_filters(run, catalog, args, expected):
 def test_records_csv_has_every_column_and_exact_values(run, catalog):
     rows = list(csv.reader(io.StringIO(run("records", "--csv", "--type", "cdr"))))
     header, first, second = rows[0], rows[1], rows[2]
-    assert tuple(header) == RECORD_COLUMNS == tuple(records_table.c.keys())
+    assert tuple(header) == CALL.columns
     one, two = dict(zip(header, first)), dict(zip(header, second))
-    assert (one["charge"], one["charge_excl"], two["charge"]) == ("0.1150", "0.1000", "0.0000000")
-    assert (one["a_party"], one["release_cause"], one["account_code"]) == ("001630001", "0016", "81234567")
-    assert (one["utc_time"], two["utc_time"], one["bill_date"]) == ("2026-10-01T00:05:09Z", "2026-09-30T23:59:59Z",
-                                                                     "2026-10-01")
-    assert one["local_date"] == "" and one["feed_id"] == "1"  # none is empty; a number is its digits
+    # Money as its exact decimal, at least two places (stored as millionths: '0.0000000' is zero).
+    assert (one["charge"], one["charge_excl"], two["charge"]) == ("0.115", "0.10", "0.00")
+    assert (one["a_number"], one["release_cause"], one["account_code"]) == ("001630001", "0016", "81234567")
+    assert (one["start_time"], two["start_time"], one["bill_date"]) == ("2026-10-01T00:05:09Z", "2026-09-30T23:59:59Z",
+                                                                         "2026-10-01")
+    assert one["local_date"] == "" and one["carrier_record_id"] == "1"  # none is empty; a number is its digits
+    # The columns the format does not map, as a JSON object of their text as given.
+    assert json.loads(one["extra"]) == {"ConnectSeconds": "3", "FreeUnitsUsed": "0", "TextDesc2": "Spark, mobile",
+                                        "ServiceType": "STD", "BillingGroup": "Default", "CallingGroup": "Default",
+                                        "Profile": "Default"}
 
 
 def test_records_json_is_one_object_per_line(run, catalog):
     lines = run("records", "--json").splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 4
     objects = [json.loads(line) for line in lines]
-    assert all(tuple(o) == RECORD_COLUMNS for o in objects)
-    fee = objects[-1]
-    assert (fee["record_type"], fee["utc_time"], fee["bill_date"], fee["charge"]) == ("sdr", None, "2026-10-15",
-                                                                                      "0.1150")
+    assert all(tuple(o) == CALL.columns for o in objects)
+    [fee] = [json.loads(line) for line in run("records", "--json", "--type", "sdr").splitlines()]
+    assert tuple(fee) == CHARGE.columns
+    assert (fee["product_code"], fee["charge_date"], fee["cost_incl"], fee["cost"], fee["quantity"]) == (
+        "Line Rental", "2026-10-15", "0.115", "0.10", "1.00")
 
 
 def test_records_table_shows_the_table_columns_and_says_how_many_more(run, catalog):
     lines = run("records", "--limit", "2").splitlines()
-    assert lines[0].split() == ["ID", "FILE_ID", "CARRIER", "RECORD_TYPE", "FEED_ID", "CALL_TYPE", "UTC_TIME",
-                                "A_PARTY", "B_PARTY", "SECONDS", "CHARGE", "CHARGE_EXCL"]
-    assert len(lines) == 4 and lines[-1].startswith("… 3 more: --limit 0 shows them all")
-    assert "… " not in run("records", "--limit", "5")  # none more: no such line
-    assert len(run("records").splitlines()) == 6  # not a terminal: all, whatever their number
+    assert lines[0].split() == ["ID", "FILE_ID", "CARRIER", "CARRIER_RECORD_ID", "CALL_TYPE", "START_TIME",
+                                "BILLED_SECONDS", "A_NUMBER", "B_NUMBER", "CHARGE", "CHARGE_EXCL"]
+    assert len(lines) == 4 and lines[-1].startswith("… 2 more: --limit 0 shows them all")
+    assert "… " not in run("records", "--limit", "4")  # none more: no such line
+    assert len(run("records").splitlines()) == 5  # not a terminal: all, whatever their number
+    charges = run("records", "--type", "sdr").splitlines()
+    assert charges[0].split()[3:7] == ["CARRIER_RECORD_ID", "CUSTOMER_REFERENCE", "NUMBER_REFERENCE", "PRODUCT_CODE"]
 
 
 def test_two_output_forms_at_once_are_refused(app):
@@ -190,7 +204,7 @@ def test_a_table_on_a_terminal_shows_the_newest_first_and_at_most_the_default_li
 def test_records_on_a_terminal_show_the_default_limit(app):
     take(app, "hero_cdr_20261001.csv", [record(n) for n in range(1, TTY_LIMIT + 11)])
     lines = run_on_terminal(app.config.path, "records").splitlines()
-    assert len(lines) == 1 + TTY_LIMIT + 1 and lines[1].split()[4] == "1"
+    assert len(lines) == 1 + TTY_LIMIT + 1 and lines[1].split()[3] == "1"
     assert lines[-1].startswith("… 10 more: --limit 0 shows them all")
     csv_lines = run_on_terminal(app.config.path, "records", "--csv").splitlines()
     assert len(csv_lines) == 1 + TTY_LIMIT + 10  # data forms are never cut short
@@ -201,13 +215,13 @@ def test_records_are_fetched_a_chunk_at_a_time(app):
     executions = []
 
     def seen(_conn, cursor, statement, _parameters, context, _executemany):
-        if "FROM records" in statement and "count(" not in statement:
+        if "FROM calls" in statement and "count(" not in statement:
             executions.append((cursor, context.execution_options))
 
     event.listen(app.catalog.engine, "after_cursor_execute", seen)
     try:
         with app.catalog.read() as conn, iter_records(conn) as rows:
-            assert next(rows)["feed_id"] == 1
+            assert next(rows)["carrier_record_id"] == "1"
             if not app.catalog.is_sqlite:  # the rest waits in a server-side cursor, not in this process
                 assert conn.exec_driver_sql("SELECT count(*) FROM pg_cursors").scalar_one() == 1
             assert sum(1 for _ in rows) == STREAM_CHUNK + 499

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from ingest.catalog.schema import mail_folders, mail_messages
 from ingest.collectors import collector_for
-from ingest.config import load_config
+from ingest.plugins import load_checked_config as load_config  # with the collectors' checks of the sources
 from ingest.daemon import run_pass
 from ingest.errors import ConfigError
 from tests.conftest import app_with, wait_until

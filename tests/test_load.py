@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from ingest import admin
 from ingest.catalog import files as catalog_files
-from ingest.catalog.schema import records
+from ingest.catalog.schema import calls, charges
 from ingest.intake import Origin, receive
 from ingest.load import load_file, load_queued
 from tests.conftest import app_with
@@ -30,7 +31,7 @@ def row(app, file_id):
 
 def record_count(app) -> int:
     with app.catalog.read() as conn:
-        return conn.execute(select(func.count()).select_from(records)).scalar_one()
+        return sum(conn.execute(select(func.count()).select_from(table)).scalar_one() for table in (calls, charges))
 
 
 NAMES = {"hero": "hero_cdr_20261001.{ext}", "techconnections": "TC_CDR_20261001.{ext}"}
@@ -52,26 +53,33 @@ def test_upload_loads_typed_values_for_every_layout_and_format(app, carrier, fmt
     got = upload(app, render(rows, carrier=carrier, fmt=fmt), NAMES[carrier].format(ext=EXT[fmt]), file_format=fmt)
     [result] = load_queued(app)
     assert (result.file_id, result.status, result.loaded) == (got.id, "loaded", 2)
-    loaded = admin.list_records(app, file_id=got.id)
-    first, second = loaded
-    assert first["feed_id"] == 1001 and first["record_key"] is None
+    loaded = admin.list_records(app, file_id=got.id, record_type="cdr")
+    fees = admin.list_records(app, file_id=got.id, record_type="sdr")
+    first = loaded[0]
+    assert first["carrier_record_id"] == "1001" and first["record_key"] == "1001"
     assert first["charge"] == Decimal("1.2345") and isinstance(first["charge"], Decimal)
     assert first["charge_excl"] == Decimal("1.0735")
-    assert first["utc_time"] == datetime(2026, 10, 1, 23, 59, 58, tzinfo=timezone.utc)
+    assert first["start_time"] == datetime(2026, 10, 1, 23, 59, 58, tzinfo=timezone.utc)
     assert first["bill_date"] == date(2026, 10, 1)
     assert first["local_time"] == "12:59:58"
-    assert first["a_party"] == "0016491234567" and first["release_cause"] == "0017"
-    assert first["seconds"] == 120 and first["text_desc2"] == 'Spark, "mobile"'
-    assert first["position"] == 1 and second["position"] == 2
+    assert first["a_number"] == "0016491234567" and first["release_cause"] == "0017"
+    assert first["billed_seconds"] == 120 and json.loads(first["extra"])["TextDesc2"] == 'Spark, "mobile"'
+    assert first["position"] == 1
     if carrier == "techconnections":
+        # The line rental is a charge: its number, product and costs (tax excluded and included).
         assert first["local_date"] == "2026-10-02"
-        assert (first["record_type"], second["record_type"]) == ("cdr", "sdr")
+        assert len(loaded) == 1
+        [fee] = fees
+        assert (fee["carrier_record_id"], fee["position"], fee["product_code"]) == ("1002", 2, "Line Rental")
+        assert (fee["number_reference"], fee["customer_reference"]) == ("0016321234", "81234567")
+        assert (fee["cost"], fee["cost_incl"], fee["quantity"]) == (Decimal("21.74"), Decimal("25.00"), Decimal("1.00"))
+        assert fee["charge_date"] == date(2026, 10, 1)
     else:
         assert first["local_date"] is None
-        assert (first["record_type"], second["record_type"]) == ("cdr", "cdr")
-    assert second["network_seconds"] is None and second["charge"] == Decimal("25.00")
-    if carrier == "techconnections":
-        assert second["utc_time"] is None
+        assert fees == []
+        second = loaded[1]
+        assert second["position"] == 2 and second["connected_seconds"] is None
+        assert second["charge"] == Decimal("25.00")
     stored = row(app, got.id)
     assert (stored["status"], stored["records_loaded"], stored["records_skipped"]) == ("loaded", 2, 0)
 
@@ -80,7 +88,7 @@ def test_header_absent_uses_the_documented_column_order(app):
     got = upload(app, render([record(7, Charge="9.99")], header=False), "hero_cdr_20261001.csv")
     load_queued(app)
     [loaded] = admin.list_records(app, file_id=got.id)
-    assert loaded["feed_id"] == 7 and loaded["charge"] == Decimal("9.99")
+    assert loaded["carrier_record_id"] == "7" and loaded["charge"] == Decimal("9.99")
 
 
 def test_malformed_file_fails_naming_line_and_field_and_loads_nothing(app):
@@ -145,9 +153,9 @@ def test_a_record_in_a_second_file_is_never_loaded_twice_the_file_is_held_as_ove
     assert (result.status, result.loaded, result.skipped) == ("loaded", 2, 2)
     stored = row(app, second.id)
     assert (stored["records_loaded"], stored["records_skipped"]) == (2, 2)
-    keys = sorted(r["feed_id"] for r in admin.list_records(app))
+    keys = sorted(int(r["record_key"]) for r in admin.list_records(app))
     assert keys == [1, 2, 3, 4, 5]
-    assert [r["feed_id"] for r in admin.list_records(app, file_id=second.id)] == [4, 5]
+    assert [r["record_key"] for r in admin.list_records(app, file_id=second.id)] == ["4", "5"]
 
 
 def test_releasing_an_exact_duplicate_loads_nothing_twice(app):
@@ -189,9 +197,9 @@ def test_large_file_loads_in_several_batches(app):
     [result] = load_queued(app)
     assert (result.status, result.loaded) == ("loaded", 30000)
     with app.catalog.read() as conn:
-        positions = conn.execute(select(func.min(records.c.position), func.max(records.c.position),
-                                        func.count(func.distinct(records.c.position)))
-                                 .where(records.c.file_id == got.id)).one()
+        positions = conn.execute(select(func.min(calls.c.position), func.max(calls.c.position),
+                                        func.count(func.distinct(calls.c.position)))
+                                 .where(calls.c.file_id == got.id)).one()
     assert tuple(positions) == (1, 30000, 30000)
 
 

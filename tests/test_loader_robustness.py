@@ -11,7 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from carriers.billingfeed import BillingFeedParser
+from ingest.formats.engine import FileParser
 from ingest import admin
 from ingest import load as load_module
 from ingest.app import App
@@ -50,23 +50,23 @@ def test_a_nul_in_a_text_field_fails_the_file_naming_line_and_field_and_the_next
 
 def test_cdr_upload_of_a_file_with_a_nul_reports_it_failed_in_one_line(app, tmp_path):
     path = tmp_path / "hero_cdr_20261001.csv"
-    path.write_bytes(render([record(1, TextDesc2=NUL_TEXT)]))
+    path.write_bytes(render([record(1, TextDesc1=NUL_TEXT)]))
     result = CliRunner().invoke(cli, ["--config", str(app.config.path), "upload", str(path), "--carrier", "hero",
                                       "--type", "cdr"], catch_exceptions=False)
     assert result.exit_code == 1
     assert result.stdout == (r"#1 hero_cdr_20261001.csv: failed (parse-error): file #1 (hero_cdr_20261001.csv), "
-                             r"line 2, field TextDesc2: contains a NUL character (value 'Mobile\x00call')" "\n")
+                             r"line 2, field TextDesc1: contains a NUL character (value 'Mobile\x00call')" "\n")
 
 
 def test_an_unexpected_error_fails_that_file_with_the_error_and_the_loader_goes_on(app, monkeypatch):
-    convert = BillingFeedParser._convert
+    convert = FileParser._convert
 
     def convert_with_a_defect(self, source, *args):
         if "20261001" in source.name:
             raise RuntimeError("a defect of ours\nwith a second line")
         return convert(self, source, *args)
 
-    monkeypatch.setattr(BillingFeedParser, "_convert", convert_with_a_defect)
+    monkeypatch.setattr(FileParser, "_convert", convert_with_a_defect)
     bad = upload(app, render([record(1)]), "hero_cdr_20261001.csv")
     good = upload(app, render([record(2)]), "hero_cdr_20261002.csv")
     results = load_queued(app)

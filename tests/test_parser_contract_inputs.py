@@ -31,7 +31,8 @@ def test_a_pipe_separated_txt_file_loads_as_pipe_and_says_so(app):
     assert got.status == "queued"
     [result] = load_queued(app)
     assert (result.status, result.loaded) == ("loaded", 2)
-    assert [r["feed_id"] for r in admin.list_records(app, file_id=got.id)] == [1, 2]
+    assert [r["record_key"] for r in admin.list_records(app, file_id=got.id)] == ["1"]  # the call
+    assert [r["record_key"] for r in admin.list_records(app, file_id=got.id, record_type="sdr")] == ["2"]  # the fee
     row, events = stored(app, got.id)
     assert row["format"] == "pipe"
     [event] = [e for e in events if e["action"] == "format"]

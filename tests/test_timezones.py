@@ -120,7 +120,7 @@ def test_every_write_path_stores_the_exact_utc_instant(app, database_url):
         cursors.advance(conn, "hero-feed", None, 3)
     end = datetime.now(timezone.utc)
 
-    stored = in_utc(database_url, "SELECT feed_id, utc_time FROM records ORDER BY feed_id")
+    stored = in_utc(database_url, "SELECT CAST(record_key AS INTEGER), start_time FROM calls ORDER BY CAST(record_key AS INTEGER)")
     assert stored == [(i, utc(CALLS[i])) for i in (1, 2, 3)]
 
     def within_the_test(times) -> bool:
@@ -146,7 +146,7 @@ def test_loads_are_exact_even_where_the_session_is_not_in_utc(app, database_url)
 
     app.catalog.engine.dispose()  # connections opened from here on take the setting
     load_by_both_paths(app)
-    stored = in_utc(database_url, "SELECT feed_id, utc_time FROM records ORDER BY feed_id")
+    stored = in_utc(database_url, "SELECT CAST(record_key AS INTEGER), start_time FROM calls ORDER BY CAST(record_key AS INTEGER)")
     assert stored == [(i, utc(CALLS[i])) for i in (1, 2, 3)]
 
 
@@ -155,4 +155,4 @@ def test_records_json_shows_the_utc_time(app):
     load_queued(app)
     result = CliRunner().invoke(cli, ["--config", str(app.config.path), "records", "--json"], catch_exceptions=False)
     [shown] = [json.loads(line) for line in result.stdout.splitlines()]  # JSON Lines: one record a line
-    assert shown["utc_time"] == "2025-12-31T11:00:15Z"
+    assert shown["start_time"] == "2025-12-31T11:00:15Z"

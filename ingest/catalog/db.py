@@ -27,7 +27,7 @@ from ..errors import DatabaseBusy, PermanentError
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration. Checked against migrations/versions by the test suite; lets a process that finds the
 # schema current skip loading Alembic at all.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 # How long a SQLite writer waits for another to finish before giving up (as a transient error).
 SQLITE_BUSY_SECONDS = 60
 
@@ -279,6 +279,12 @@ class Catalog:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
                 conn.commit()
+            except BaseException:
+                # A migration that refused or failed leaves nothing half-done: its transaction is rolled back
+                # before the unlock below, which would otherwise commit it (or, on an aborted PostgreSQL
+                # transaction, fail and hide the migration's own error).
+                conn.rollback()
+                raise
             finally:
                 if not self.is_sqlite:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key("cdr-migrate")})

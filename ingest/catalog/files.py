@@ -36,7 +36,8 @@ from sqlalchemy.dialects import sqlite
 from ..errors import InvalidState, NotFound
 from ..export import FILE_SORTS
 from .db import stream
-from .schema import file_events, file_links, files, records
+from ..layouts import LAYOUTS, Layout
+from .schema import RECORD_TABLES, file_events, file_links, files
 
 # Files that count as "received before" for the duplicate checks.
 COUNTS_AS_EARLIER = ("queued", "loaded", "held", "failed", "superseded")
@@ -112,25 +113,30 @@ def transition(
     return current
 
 
-def loaded_why(inserted: int, skipped: int, period: str | None = None) -> str:
-    """The audit reason of a load; ``period``: the billing period the file was given from its records."""
+def loaded_why(inserted: int, skipped: int, period: str | None = None, dropped: int = 0) -> str:
+    """The audit reason of a load; ``period``: the billing period the file was given from its records;
+    ``dropped``: rows dropped as identical to an earlier row of the file."""
     return (f"loaded {inserted} records" + (f", skipped {skipped} already loaded" if skipped else "")
+            + (f", dropped {dropped} identical rows" if dropped else "")
             + (f"; billing period {period} from its records" if period else ""))
 
 
-def record_date(dialect_name: str):
-    """A record's own date, as a SQL expression over ``records``: for a call (``record_type`` cdr) the date of
-    its UTC time, else (a service fee, or a call without a time) its bill date. The one definition of it: a
-    loaded file's ``records_from``/``records_to`` (and the billing period a file whose name carries no date
-    is given from them) and ``cdr records --period`` both use it. On SQLite a UTC time is stored as
-    'YYYY-MM-DD HH:MM:SS' text, so its date is the first ten characters; on PostgreSQL it is a timestamptz,
-    taken in UTC whatever the session's time zone."""
-    if dialect_name == "sqlite":
-        utc_date = func.substr(records.c.utc_time, 1, 10)
-    else:
-        utc_date = cast(func.timezone("UTC", records.c.utc_time), Date)
-    call = and_(records.c.record_type == "cdr", records.c.utc_time.is_not(None))
-    return case((call, utc_date), else_=records.c.bill_date)
+def record_date(dialect_name: str, layout: Layout):
+    """A record's own date, as a SQL expression over its layout's table: a call's is the date of its start
+    (UTC); a charge's its period start, else its charge date. The one definition of it: a loaded file's
+    ``records_from``/``records_to`` (and the billing period a file whose name carries no date is given from
+    them) and ``cdr records --period`` both use it. On SQLite a UTC time is stored as 'YYYY-MM-DD HH:MM:SS'
+    text, so its date is the first ten characters; on PostgreSQL it is a timestamptz, taken in UTC whatever
+    the session's time zone."""
+    table = RECORD_TABLES[layout.kind]
+    dates = []
+    for name in layout.date_fields:
+        column = table.c[name]
+        if layout.field(name).kind == "utc":
+            column = (func.substr(column, 1, 10) if dialect_name == "sqlite"
+                      else cast(func.timezone("UTC", column), Date))
+        dates.append(column)
+    return dates[0] if len(dates) == 1 else func.coalesce(*dates)
 
 
 def span_values(billing_period: str | None, first: date | str | None, last: date | str | None) -> dict[str, Any]:
@@ -162,23 +168,56 @@ def in_period(period: str):
     return or_(files.c.billing_period == period, and_(files.c.records_from <= last, files.c.records_to >= first))
 
 
-def mark_loaded(conn: Connection, file_id: int, *, inserted: int, skipped: int, actor: str, after: int) -> None:
-    """The ``queued -> loaded`` transition on a SQLAlchemy connection, audited: the counts, the span of record
-    ids the file was given (its records above id ``after``) and its records' own dates (:func:`span_values`),
-    all from one aggregate over those records."""
-    first = last = None
-    values = span_values(None, None, None)
-    if inserted:
-        dates = record_date(conn.dialect.name)
-        first, last, low, high = conn.execute(
-            select(func.min(records.c.id), func.max(records.c.id), func.min(dates), func.max(dates))
-            .where(records.c.file_id == file_id, records.c.id > after)
-        ).one()
-        period = conn.execute(select(files.c.billing_period).where(files.c.id == file_id)).scalar_one()
-        values = span_values(period, low, high)
+@dataclass(frozen=True)
+class Loaded:
+    """What a load put in: records inserted and skipped (already loaded: a released file), rows dropped as
+    identical within the file, and per record kind the id above which its records were given ids (every id
+    committed before the load; on SQLite, where one writer at a time loads, the records are exactly the ids
+    above it)."""
+
+    inserted: int
+    skipped: int = 0
+    dropped: int = 0
+    after: dict[str, int] | None = None
+
+
+_SPAN_COLUMNS = {"call": ("first_call_id", "last_call_id"), "charge": ("first_charge_id", "last_charge_id")}
+
+
+def _span_query(dialect_name: str, layout: Layout, file_id: int, after: int):
+    table = RECORD_TABLES[layout.kind]
+    dates = record_date(dialect_name, layout)
+    return (select(func.min(table.c.id), func.max(table.c.id), func.min(dates), func.max(dates))
+            .where(table.c.id > after, table.c.file_id == file_id))
+
+
+def _loaded_values(rows: dict[str, tuple], period: str | None) -> dict[str, Any]:
+    """The ``files`` values of a load from each kind's (first id, last id, first date, last date)."""
+    values: dict[str, Any] = {}
+    lows, highs = [], []
+    for kind, (first, last, low, high) in rows.items():
+        values.update(zip(_SPAN_COLUMNS[kind], (first, last)))
+        if low is not None:
+            lows.append(_as_date(low))
+            highs.append(_as_date(high))
+    values.update(span_values(period, min(lows, default=None), max(highs, default=None)))
+    return values
+
+
+def mark_loaded(conn: Connection, file_id: int, loaded: Loaded, *, actor: str) -> None:
+    """The ``queued -> loaded`` transition on a SQLAlchemy connection, audited: the counts, the span of ids each
+    kind of its records was given and its records' own dates (:func:`span_values`), from one aggregate per
+    kind over those records."""
+    rows = {}
+    if loaded.inserted:
+        for kind, after in (loaded.after or {}).items():
+            rows[kind] = conn.execute(_span_query(conn.dialect.name, LAYOUTS[kind], file_id, after)).one()
+    period = conn.execute(select(files.c.billing_period).where(files.c.id == file_id)).scalar_one()
+    values = _loaded_values(rows, period)
     transition(conn, file_id, "loaded", allowed_from=("queued",), actor=actor, action="loaded",
-               why=loaded_why(inserted, skipped, values.get("billing_period")), records_loaded=inserted,
-               records_skipped=skipped, error=None, reason=None, first_record_id=first, last_record_id=last, **values)
+               why=loaded_why(loaded.inserted, loaded.skipped, values.get("billing_period"), loaded.dropped),
+               records_loaded=loaded.inserted, records_skipped=loaded.skipped, records_dropped=loaded.dropped,
+               error=None, reason=None, **values)
 
 
 def supersede_failed(conn: Connection, file_id: int, *, actor: str, name_identifies: bool) -> list[int]:
@@ -216,30 +255,30 @@ def _replaced_by(file_id: int, name_identifies: bool):
     )
 
 
-def mark_loaded_dbapi(cursor, file_id: int, *, inserted: int, skipped: int, actor: str,
-                      span: tuple[int | None, int | None], name_identifies: bool) -> None:
+def mark_loaded_dbapi(cursor, file_id: int, loaded: Loaded, *, actor: str, name_identifies: bool) -> None:
     """The ``queued -> loaded`` transition and its audit event, and the ``failed -> superseded`` transitions
     it causes (:func:`supersede_failed`), for the SQLite bulk path whose transaction runs on an ADBC (DBAPI,
     qmark) cursor rather than a SQLAlchemy connection. The caller holds the write lock (BEGIN IMMEDIATE)
     and has checked the file is queued. Timestamps are written in the form the SQLite dialect stores
-    ``UTCDateTime``. The records' own dates are one aggregate over the id span (the primary key), as
-    :func:`mark_loaded` does."""
+    ``UTCDateTime``. The spans and dates are one aggregate per kind, as :func:`mark_loaded` does."""
     stamp = now().replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    values = span_values(None, None, None)
-    if span[0] is not None:
-        dates = record_date("sqlite")
-        _execute_dbapi(cursor, select(func.min(dates), func.max(dates)).where(records.c.id.between(*span)))
-        low, high = cursor.fetchone()
-        _execute_dbapi(cursor, select(files.c.billing_period).where(files.c.id == file_id))
-        values = span_values(cursor.fetchone()[0], low, high)
+    rows = {}
+    if loaded.inserted:
+        for kind, after in (loaded.after or {}).items():
+            _execute_dbapi(cursor, _span_query("sqlite", LAYOUTS[kind], file_id, after))
+            rows[kind] = cursor.fetchone()
+    _execute_dbapi(cursor, select(files.c.billing_period).where(files.c.id == file_id))
+    values = _loaded_values(rows, cursor.fetchone()[0])
     period = values.get("billing_period")
-    why = loaded_why(inserted, skipped, period)
+    why = loaded_why(loaded.inserted, loaded.skipped, period, loaded.dropped)
+    spans = [values.get(column) for kind in ("call", "charge") for column in _SPAN_COLUMNS[kind]]
     cursor.execute(
-        "UPDATE files SET status = 'loaded', records_loaded = ?, records_skipped = ?, error = NULL, reason = NULL,"
-        " first_record_id = ?, last_record_id = ?, records_from = ?, records_to = ?,"
+        "UPDATE files SET status = 'loaded', records_loaded = ?, records_skipped = ?, records_dropped = ?,"
+        " error = NULL, reason = NULL, first_call_id = ?, last_call_id = ?, first_charge_id = ?,"
+        " last_charge_id = ?, records_from = ?, records_to = ?,"
         " billing_period = COALESCE(billing_period, ?), updated_at = ? WHERE id = ? AND status = 'queued'",
-        (inserted, skipped, span[0], span[1], _iso(values["records_from"]), _iso(values["records_to"]), period, stamp,
-         file_id),
+        (loaded.inserted, loaded.skipped, loaded.dropped, *spans, _iso(values["records_from"]),
+         _iso(values["records_to"]), period, stamp, file_id),
     )
     cursor.execute(
         "INSERT INTO file_events (file_id, at, actor, action, from_status, to_status, reason)"

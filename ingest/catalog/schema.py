@@ -3,7 +3,8 @@
 - ``files``: one row per received file (a zip yields one row per member), its fingerprint, status and counts.
 - ``file_links``: the "Potential Duplicates" tab: which earlier files a held file may repeat, and why.
 - ``file_events``: the audit trail: every status change with who, when and why.
-- ``records``: the loaded billing records (CDR and SDR), each unique by carrier and feed_id (or record_key).
+- ``calls`` and ``charges``: the loaded records, in the layouts of :mod:`ingest.layouts`, each unique by carrier
+  and record key.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Numeric,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy import text
 from sqlalchemy.types import TypeDecorator
+
+from ingest.layouts import CALL, CHARGE, Layout, money_decimal, money_units
 
 metadata = MetaData(
     naming_convention={
@@ -67,29 +68,27 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Money(TypeDecorator[Decimal]):
-    """An exact decimal. NUMERIC on PostgreSQL; the decimal's text on SQLite, whose NUMERIC would turn
-    it into a float."""
+    """An exact decimal amount, stored as a whole number of millionths (BIGINT; see
+    :data:`ingest.layouts.MONEY_SCALE`), so that SQL sums are exact on SQLite too. Binds a Decimal with at most
+    six decimal places; reads back a Decimal (``0.115``, ``12.00``: :func:`ingest.layouts.money_decimal`)."""
 
-    impl = Numeric()
+    impl = BigInteger()
     cache_ok = True
-
-    def load_dialect_impl(self, dialect):
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String())
-        return dialect.type_descriptor(Numeric(asdecimal=True))
 
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
         if not isinstance(value, Decimal):
             raise TypeError(f"money must be a Decimal, not {type(value).__name__}")
-        return str(value) if dialect.name == "sqlite" else value
+        return money_units(value)
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return Decimal(value) if not isinstance(value, Decimal) else value
+        return money_decimal(value) if value is not None else None
 
+
+# Record keys and carrier names compare byte for byte: on PostgreSQL the "C" collation makes the unique index a
+# memcmp, not a locale-aware comparison (the load's index maintenance is most of its cost over a plain COPY).
+Key = String().with_variant(String(collation="C"), "postgresql")
 
 files = Table(
     "files",
@@ -119,8 +118,10 @@ files = Table(
     Column("records_skipped", BigInteger, nullable=False, default=0),
     # The ids this file's records were given (one load transaction, so a dense range on SQLite): finds a
     # file's records through the primary key, without an index on records.file_id to slow every load.
-    Column("first_record_id", BigInteger),
-    Column("last_record_id", BigInteger),
+    Column("first_call_id", BigInteger),
+    Column("last_call_id", BigInteger),
+    Column("first_charge_id", BigInteger),
+    Column("last_charge_id", BigInteger),
     Column("received_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     # What the source said the file is when it was received (a dir mapping, a mail route, a drop folder's
@@ -136,6 +137,9 @@ files = Table(
     # date gets its billing period from them, and ``cdr files --period`` finds it by the months it covers.
     Column("records_from", Date),
     Column("records_to", Date),
+    # Rows dropped as identical to an earlier row of the same file (a format's ``duplicate_rows = "once"``),
+    # counted so that none is dropped silently (migration 0007).
+    Column("records_dropped", BigInteger, nullable=False, default=0),
     Index(None, "fingerprint"),
     Index(None, "carrier", "name"),
     Index(None, "status"),
@@ -166,56 +170,33 @@ file_events = Table(
     Index(None, "file_id"),
 )
 
-# The billing-feed record layout, shared by every carrier parser: each parser maps its columns onto
-# these. Local fields stay text as the carrier gave them; the UTC time is a real timestamp.
-RECORD_FIELDS = (
-    ("feed_id", BigInteger),
-    ("account_code", String),
-    ("direction", String),
-    ("call_type", String),
-    ("bill_date", Date),
-    ("local_date", String),
-    ("local_time", String),
-    ("utc_time", UTCDateTime),
-    ("utc_offset", String),
-    ("a_party", String),
-    ("b_party", String),
-    ("bill_number", String),
-    ("seconds", BigInteger),
-    ("network_seconds", BigInteger),
-    ("connect_seconds", BigInteger),
-    ("charge", Money),
-    ("charge_excl", Money),
-    ("free_units_used", Money),
-    ("text_desc1", String),
-    ("text_desc2", String),
-    ("release_cause", String),
-    ("call_status", String),
-    ("service_type", String),
-    ("billing_group", String),
-    ("calling_group", String),
-    ("profile", String),
-)
+_COLUMN_TYPES = {"text": String, "int": BigInteger, "money": Money, "date": Date, "utc": UTCDateTime}
 
-records = Table(
-    "records",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    # No foreign key: a per-row check would cost the bulk load more than a third of its time; the load
-    # transaction holds the file's row and is the only writer of its records.
-    Column("file_id", Id, nullable=False),
-    Column("carrier", String, nullable=False),
-    # A record's identity is (carrier, feed_id) when the carrier gives an ID, else (carrier, record_key),
-    # a hash of the normalised record and its occurrence in the file. Exactly one of the two is set.
-    Column("record_key", String),
-    Column("record_type", String(3), nullable=False),
-    Column("position", BigInteger, nullable=False),
-    *(Column(name, type_() if isinstance(type_, type) else type_) for name, type_ in RECORD_FIELDS),
-    UniqueConstraint("carrier", "feed_id"),
-    Index("uq_records_carrier_record_key", "carrier", "record_key", unique=True,
-          sqlite_where=text("record_key IS NOT NULL"), postgresql_where=text("record_key IS NOT NULL")),
-    # PostgreSQL also gets a BRIN index on file_id (see the migration): records arrive in file order.
-)
+
+def record_table(layout: Layout) -> Table:
+    """A layout's table (``calls``, ``charges``): the file and carrier a record came from, its key (unique per
+    carrier), its position in its file, the layout's fields and the columns the format did not map (``extra``,
+    a JSON object). Two indexes only, the primary key and the unique key: every index is paid for on each
+    load. A file's records are found through the primary key (the file's ``first_*_id``/``last_*_id`` span)."""
+    return Table(
+        layout.table,
+        metadata,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        # No foreign key: a per-row check would cost the bulk load more than a third of its time; the load
+        # transaction holds the file's row and is the only writer of its records.
+        Column("file_id", Id, nullable=False),
+        Column("carrier", Key, nullable=False),
+        Column("record_key", Key, nullable=False),
+        Column("position", BigInteger, nullable=False),
+        *(Column(f.name, _COLUMN_TYPES[f.kind](), nullable=not f.required) for f in layout.fields),
+        Column("extra", Text),
+        UniqueConstraint("carrier", "record_key"),
+    )
+
+
+calls = record_table(CALL)
+charges = record_table(CHARGE)
+RECORD_TABLES: dict[str, Table] = {CALL.kind: calls, CHARGE.kind: charges}
 
 
 # Remote state (collectors of remote servers). ``remote_collected``: every remote entry a source took, by

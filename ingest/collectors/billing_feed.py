@@ -31,14 +31,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import pyarrow as pa
 import pyarrow.compute as pc
-
-from carriers import Source, parser_for
 
 from ..catalog import cursors
 from ..config import FORMATS
 from ..doctor import CheckResult
 from ..errors import CdrError, ConfigError, NotText, ParseError, PermanentError, TransientError
+from ..formats import Source, parser_for
 from ..intake import Origin, receive
 from ..schedule import Schedule
 from ..secrets import require_secret, resolve_secret
@@ -100,7 +100,7 @@ class BillingFeed(Collector):
         self.max_pages = int(self.option("max_pages", 20))
         self.timeout = float(self.option("timeout_seconds", 30))
         self.file_type = self.option("type") or ("sdr" if self.option("servicesonly") else "cdr")
-        self.parser = parser_for(app.config.carrier(self.option("carrier")))
+        self.carrier = self.option("carrier")
 
     # -- passes -------------------------------------------------------------------------------------
 
@@ -266,10 +266,12 @@ class BillingFeed(Collector):
         count = 0
         highest = 0
         try:
-            for batch in self.parser.batches(source):
+            # The feed's cursor is its records' IDs (``fromid``): the format types the ID as a whole number.
+            for _layout, batch in parser_for(self.app.config, self.carrier).batches(source):
                 count += batch.num_rows
                 if batch.num_rows:
-                    highest = max(highest, pc.max(batch.column("feed_id")).as_py() or 0)
+                    ids = pc.cast(batch.column("carrier_record_id"), pa.int64())
+                    highest = max(highest, pc.max(ids).as_py() or 0)
         except (ParseError, NotText) as exc:
             raise TransientError(f"{self.url}: the answer does not parse as {self.format}: {exc}") from None
         except Exception as exc:  # a fault of the parser's: this answer is not taken, and the pass says why

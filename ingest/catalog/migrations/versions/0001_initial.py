@@ -8,7 +8,11 @@ Create Date: 2026-11-22
 import sqlalchemy as sa
 from alembic import op
 
-from ingest.catalog.schema import Id, Money, UTCDateTime
+from ingest.catalog.schema import Id, UTCDateTime
+
+# Money as it was stored until 0007 (which turns it into millionths): NUMERIC on PostgreSQL, the decimal's text on
+# SQLite. Frozen here: a migration must build what it built then, whatever the live schema's Money is now.
+Money = sa.Numeric().with_variant(sa.String(), "sqlite")
 
 revision = "0001"
 down_revision = None

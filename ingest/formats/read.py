@@ -1,13 +1,9 @@
-"""The parser contract, and the reading machinery parsers share.
+"""Reading a file's rows as blocks of text columns, and what a file is (moved from carriers/base.py).
 
-A parser turns one file's content into Arrow record batches in the *canonical record layout*
-(:data:`CANONICAL`): every field already validated and normalised, ready to be bulk-loaded without
-another look. It either yields every record of the file or raises :class:`ingest.errors.ParseError`
-naming the file, the line and the field; the loader loads nothing of a file whose parse failed.
-
-Delimited formats (csv, txt = tab, pipe) are read by pyarrow's C++ CSV reader in blocks, so memory stays
-flat with file size; JSON arrays are decoded incrementally. Validation is vectorised; only when something
-is wrong does a plain-Python rescan run, to name the exact line.
+Delimited files are read by pyarrow's C++ CSV reader in blocks, so memory stays flat with file size; JSON
+arrays are decoded incrementally; fixed-width files are read as whole lines and cut by Arrow. Structural
+errors (wrong field count, undecodable bytes, stray quotes) name their line; the exact line is found by a
+plain-Python rescan, only on the error path.
 """
 
 from __future__ import annotations
@@ -16,11 +12,11 @@ import codecs
 import csv
 import io
 import json
+import operator
 import re
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, BinaryIO, Callable, ClassVar, Collection, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Collection, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,46 +29,6 @@ BLOCK_SIZE = 1 << 20
 HEAD_BYTES = 8192  # what format detection looks at
 SAMPLE_ROWS = 5  # the first rows that must fit the layout for another delimiter to be taken
 
-# The canonical record layout every parser produces; the loader's scratch tables mirror it. A record's
-# identity is its carrier's ``feed_id`` when the layout has an ID; otherwise ``record_key`` (see
-# ``content_keys``) and feed_id stays null. Exactly one of the two is set.
-# Kinds: key/text (as given), int, decimal (validated decimal text), date (ISO text), utc (UTC
-# 'YYYY-MM-DD HH:MM:SS' text).
-CANONICAL: tuple[tuple[str, str], ...] = (
-    ("record_key", "text"),
-    ("record_type", "text"),
-    ("position", "int"),
-    ("feed_id", "int"),
-    ("account_code", "text"),
-    ("direction", "text"),
-    ("call_type", "text"),
-    ("bill_date", "date"),
-    ("local_date", "text"),
-    ("local_time", "text"),
-    ("utc_time", "utc"),
-    ("utc_offset", "text"),
-    ("a_party", "text"),
-    ("b_party", "text"),
-    ("bill_number", "text"),
-    ("seconds", "int"),
-    ("network_seconds", "int"),
-    ("connect_seconds", "int"),
-    ("charge", "decimal"),
-    ("charge_excl", "decimal"),
-    ("free_units_used", "decimal"),
-    ("text_desc1", "text"),
-    ("text_desc2", "text"),
-    ("release_cause", "text"),
-    ("call_status", "text"),
-    ("service_type", "text"),
-    ("billing_group", "text"),
-    ("calling_group", "text"),
-    ("profile", "text"),
-)
-CANONICAL_NAMES = tuple(name for name, _ in CANONICAL)
-CANONICAL_SCHEMA = pa.schema([(name, pa.int64() if kind == "int" else pa.string()) for name, kind in CANONICAL])
-
-
 @dataclass(frozen=True)
 class Source:
     """What a parser reads: a name for messages, the format if known, and a way to (re)open the content."""
@@ -82,66 +38,6 @@ class Source:
     open: Callable[[], BinaryIO]
 
 
-class Parser(ABC):
-    """One carrier family's layout. Subclasses are registered in ``carriers.PARSERS`` by ``name``."""
-
-    name: ClassVar[str]
-
-    def __init__(self, carrier: str, options: dict[str, Any] | None = None):
-        self.carrier = carrier
-        self.options = dict(options or {})
-
-    @classmethod
-    def check_options(cls, carrier) -> None:
-        """Refuse, with a ConfigError, options in ``[carriers.NAME.options]`` this parser does not take."""
-
-    @abstractmethod
-    def batches(self, source: Source) -> Iterator[pa.RecordBatch]:
-        """Yield the file's records in the CANONICAL layout, or raise ParseError (file, line, field); read in
-        the format :meth:`file_format` gives. Raises NotText for content that is not text at all."""
-
-    def file_format(self, source: Source) -> str:
-        """The format the content is actually in (see :func:`resolve_format`); NotText if it is not text."""
-        return resolve_format(source, lambda rows: False)
-
-    def record_lines(self, source: Source, positions: Collection[int]) -> dict[int, int]:
-        """The physical line on which each record starts, by its ``position`` (1-based, as in the batches).
-        Rereads the file: meant for explaining an error, not for the happy path. A parser that cannot tell
-        gives {}, and its records are named by position."""
-        return {}
-
-
-class ContentKeys:
-    """Record keys for layouts without an ID: ``h:`` + xxh3-128 of the normalised record (every canonical
-    field but its position, type and keys) + ``:`` + its occurrence among identical records so far in the
-    file. The same record in another file gets the same key, so it is never loaded twice; a file that
-    really holds the same call twice keeps both (occurrences 1 and 2). Use one instance per file."""
-
-    IGNORED = ("record_key", "record_type", "position", "feed_id")
-
-    def __init__(self) -> None:
-        self.seen: dict[bytes, int] = {}
-
-    def keys(self, batch: pa.RecordBatch) -> pa.Array:
-        import xxhash
-
-        parts = [pc.fill_null(pc.cast(batch.column(name), pa.string()), "\x00")
-                 for name in batch.schema.names if name not in self.IGNORED]
-        joined = pc.binary_join_element_wise(*parts, "\x1f") if parts else pa.array([""] * batch.num_rows)
-        out = []
-        for text in joined.to_pylist():
-            digest = xxhash.xxh3_128_digest(text.encode("utf-8"))
-            occurrence = self.seen.get(digest, 0) + 1
-            self.seen[digest] = occurrence
-            out.append(f"h:{digest.hex()}:{occurrence}")
-        return pa.array(out, pa.string())
-
-    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """The batch with record_key set and feed_id cleared."""
-        index = batch.schema.get_field_index("record_key")
-        batch = batch.set_column(index, "record_key", self.keys(batch))
-        index = batch.schema.get_field_index("feed_id")
-        return batch.set_column(index, "feed_id", pa.nulls(batch.num_rows, pa.int64()))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -159,6 +55,7 @@ class TextBlock:
     num_rows: int
     lines: Sequence[int] | None = None  # physical line of each row when known cheaply (JSON)
     wrong_types: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (row index, what it is)
+    json_nulls: dict[str, list[int]] = field(default_factory=dict)  # key -> rows where it is an explicit null
 
 
 def sniff_format(head: bytes) -> str:
@@ -237,15 +134,40 @@ def sample_rows(head: bytes, delimiter: str) -> list[list[str]]:
     return rows
 
 
-class _Lines:
-    """A binary stream's lines decoded as UTF-8 (BOM removed) one at a time, so that a bad byte is reported
-    with its line (ParseError). ``number`` is the physical line last read."""
+@dataclass(frozen=True)
+class Dialect:
+    """How a delimited file is written: its delimiter, its quote character ('' for none) and its encoding."""
 
-    def __init__(self, source: Source, stream: BinaryIO):
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf-8"
+    errors: str = "strict"  # strict | replace
+
+    @property
+    def plain_utf8(self) -> bool:
+        """UTF-8 read strictly: pyarrow reads the bytes as they are (and validates them) without transcoding."""
+        return codecs.lookup(self.encoding).name == "utf-8" and self.errors == "strict"
+
+
+def _decoder(dialect: Dialect):
+    name = codecs.lookup(dialect.encoding).name
+    return codecs.getincrementaldecoder("utf-8-sig" if name == "utf-8" else dialect.encoding)(errors=dialect.errors)
+
+
+def _undecodable(source: Source, line: int, dialect: Dialect, exc: UnicodeDecodeError) -> ParseError:
+    return ParseError(source.name, line, None, f"not valid {dialect.encoding} text ({exc.reason})")
+
+
+class _Lines:
+    """A binary stream's lines decoded (BOM removed) one at a time, so that a bad byte is reported with its
+    line (ParseError). ``number`` is the physical line last read."""
+
+    def __init__(self, source: Source, stream: BinaryIO, dialect: Dialect = Dialect()):
         self.source = source
         self.stream = stream
         self.number = 0
-        self.decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+        self.dialect = dialect
+        self.decoder = _decoder(dialect)
 
     def __iter__(self) -> Iterator[str]:
         for raw in self.stream:
@@ -253,43 +175,107 @@ class _Lines:
             try:
                 yield self.decoder.decode(raw)
             except UnicodeDecodeError as exc:
-                raise ParseError(self.source.name, self.number, None, f"not valid UTF-8 text ({exc.reason})") from None
+                raise _undecodable(self.source, self.number, self.dialect, exc) from None
 
 
-def first_row(source: Source, delimiter: str) -> tuple[int, list[str]]:
-    """(physical line, fields) of the first row of a delimited file that is not blank (quotes honoured, BOM
-    removed); (0, []) when there is none. A line before it or in it that is not UTF-8 fails (ParseError):
-    a header name must not lose a byte."""
+class _Transcode:
+    """A stream in another encoding (or UTF-8 read with ``replace``) given to pyarrow as UTF-8. A byte that does
+    not decode ends the stream early and is kept in ``error`` with its line: the reader checks it first."""
+
+    def __init__(self, source: Source, raw: BinaryIO, dialect: Dialect):
+        self.source = source
+        self.raw = raw
+        self.dialect = dialect
+        self.decoder = _decoder(dialect)
+        self.lines = 0
+        self.error: ParseError | None = None
+        self.done = False
+        self.buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.done and (size < 0 or len(self.buffer) < size):
+            data = self.raw.read(BLOCK_SIZE if size < 0 else max(size, 1 << 16))
+            try:
+                text = self.decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                before = max(0, exc.start - (len(exc.object) - len(data)))
+                self.error = _undecodable(self.source, self.lines + data.count(b"\n", 0, before) + 1,
+                                          self.dialect, exc)
+                self.done = True
+                break
+            self.lines += data.count(b"\n")
+            self.buffer += text.encode("utf-8")
+            if not data:
+                self.done = True
+        if size < 0:
+            out, self.buffer = self.buffer, b""
+        else:
+            out, self.buffer = self.buffer[:size], self.buffer[size:]
+        return out
+
+    def close(self) -> None:
+        self.raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.raw.closed
+
+
+def head_rows(source: Source, dialect: Dialect, count: int, skip_lines: int = 0) -> list[tuple[int, list[str]]]:
+    """(physical line, fields) of the first ``count`` rows of a delimited file that are not blank, after
+    ``skip_lines`` lines (quotes honoured, BOM removed). A line before them or in them that does not decode
+    fails (ParseError): a header name must not lose a byte."""
+    found: list[tuple[int, list[str]]] = []
     with source.open() as fh:
-        lines = _Lines(source, fh)
-        reader = csv.reader(lines, delimiter=delimiter)
-        while True:
+        lines = _Lines(source, fh, dialect)
+        reader = csv.reader(lines, **_csv_dialect(dialect))
+        while len(found) < count:
             start = lines.number + 1
             try:
                 fields = next(reader)
             except (StopIteration, csv.Error):
-                return 0, []
+                break
+            if start <= skip_lines:
+                continue
             if fields and any(f.strip() for f in fields):
-                return start, fields
+                found.append((start, fields))
+    return found
 
 
-def read_delimited(source: Source, delimiter: str, column_names: Sequence[str],
+def first_row(source: Source, dialect: Dialect, skip_lines: int = 0) -> tuple[int, list[str]]:
+    """(physical line, fields) of the first row that is not blank; (0, []) when there is none."""
+    rows = head_rows(source, dialect, 1, skip_lines)
+    return rows[0] if rows else (0, [])
+
+
+def _csv_dialect(dialect: Dialect) -> dict[str, Any]:
+    if dialect.quote:
+        return {"delimiter": dialect.delimiter, "quotechar": dialect.quote, "doublequote": True}
+    return {"delimiter": dialect.delimiter, "quoting": csv.QUOTE_NONE}
+
+
+def read_delimited(source: Source, dialect: Dialect, column_names: Sequence[str],
                    header_line: int) -> Iterator[TextBlock]:
-    """Stream a delimited file as blocks of text columns. ``header_line`` is the physical line of the header
-    row (it and any blank lines before it are skipped), 0 when the file has none. Structural errors (wrong
-    field count, bad UTF-8, unbalanced or stray quotes) are raised as ParseError with the line."""
+    """Stream a delimited file as blocks of text columns. ``header_line`` is the physical line of the last
+    line before the data (a header, or skipped lines; they and blank lines before them are skipped), 0 when
+    the data starts at the top. Structural errors (wrong field count, undecodable bytes, unbalanced or stray
+    quotes) are raised as ParseError with the line."""
     ordinal = 0
-    stream = source.open()
-    quotes = _QuoteCheck(stream, delimiter)
+    raw = source.open()
+    transcoded = None if dialect.plain_utf8 else _Transcode(source, raw, dialect)
+    stream = raw if transcoded is None else transcoded
+    quotes = _QuoteCheck(stream, dialect.delimiter, dialect.quote) if dialect.quote else None
+    internal = [f"c{i}" for i in range(len(column_names))]
     try:
         reader = pcsv.open_csv(
-            quotes,
-            read_options=pcsv.ReadOptions(column_names=list(column_names), skip_rows=header_line,
+            quotes or stream,
+            read_options=pcsv.ReadOptions(column_names=internal, skip_rows=header_line,
                                           block_size=BLOCK_SIZE),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
-                                            newlines_in_values=True, ignore_empty_lines=True),
+            parse_options=pcsv.ParseOptions(delimiter=dialect.delimiter, quote_char=dialect.quote or False,
+                                            double_quote=True, newlines_in_values=bool(dialect.quote),
+                                            ignore_empty_lines=True),
             convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.string() for name in column_names},
+                column_types={name: pa.string() for name in internal},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -298,17 +284,104 @@ def read_delimited(source: Source, delimiter: str, column_names: Sequence[str],
             yield TextBlock(dict(zip(column_names, batch.columns)), ordinal, batch.num_rows)
             ordinal += batch.num_rows
     except pa.ArrowInvalid as exc:
-        error = structural_error(source, delimiter, len(column_names), header_line, str(exc))
-        if error.line is None:  # the rescan, which stops at stray quotes too, found nothing to name
+        if transcoded is not None and transcoded.error is not None:
+            raise transcoded.error from None
+        error = structural_error(source, dialect, len(column_names), header_line, str(exc))
+        if error.line is None and quotes is not None:  # the rescan, which stops at stray quotes too, found nothing
             error = quotes.error(source) or error
         raise error from None
     finally:
         stream.close()
     # Checked once the whole file is read, so that which error a file gets does not depend on read-ahead.
-    stray = quotes.error(source)
+    if transcoded is not None and transcoded.error is not None:
+        raise transcoded.error
+    stray = quotes.error(source) if quotes is not None else None
     if stray is not None:
         raise stray
 
+
+_NO_DELIMITER = "\x01"  # whole lines are read as one column split at a character text does not hold
+
+
+def read_ragged(source: Source, dialect: Dialect, names: Sequence[str], min_columns: int, header_line: int,
+                skip_rows: int = 0, rows_per_block: int = 65536) -> Iterator[TextBlock]:
+    """A delimited file whose rows have from ``min_columns`` to ``len(names)`` fields each (Asterisk's
+    Master.csv, widened in the middle of its life), read row by row in Python: columns a row does not reach
+    are null (absent). The first ``skip_rows`` data rows are passed over (already read by the fast reader)."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    ordinal = 0
+    first = skip_rows
+    for line, fields in scan_rows(source, dialect, header_line):
+        ordinal += 1
+        if ordinal <= skip_rows:
+            continue
+        if not min_columns <= len(fields) <= len(names):
+            raise ParseError(source.name, line, None,
+                             f"expected {min_columns} to {len(names)} fields, found {len(fields)}")
+        rows.append(fields)
+        lines.append(line)
+        if len(rows) == rows_per_block:
+            yield _ragged_block(names, rows, lines, first)
+            first += len(rows)
+            rows, lines = [], []
+    if rows:
+        yield _ragged_block(names, rows, lines, first)
+
+
+def _ragged_block(names: Sequence[str], rows: list[list[str]], lines: list[int], first: int) -> TextBlock:
+    columns = {}
+    for index, name in enumerate(names):
+        values = [row[index] if index < len(row) else None for row in rows]
+        if any(value is not None for value in values):
+            columns[name] = pa.array(values, pa.string())
+    return TextBlock(columns, first, len(rows), lines)
+
+
+def read_lines(source: Source, dialect: Dialect, skip_lines: int = 0) -> Iterator[TextBlock]:
+    """Stream a file as blocks of whole lines (one text column ``line``), blank lines skipped: what a
+    fixed-width file is cut from."""
+    ordinal = 0
+    raw = source.open()
+    transcoded = None if dialect.plain_utf8 else _Transcode(source, raw, dialect)
+    stream = raw if transcoded is None else transcoded
+    try:
+        reader = pcsv.open_csv(
+            stream,
+            read_options=pcsv.ReadOptions(column_names=["line"], skip_rows=skip_lines, block_size=BLOCK_SIZE),
+            parse_options=pcsv.ParseOptions(delimiter=_NO_DELIMITER, quote_char=False, double_quote=False,
+                                            newlines_in_values=False, ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(column_types={"line": pa.string()}, strings_can_be_null=False),
+        )
+        for batch in reader:
+            line = batch.column(0)
+            line = pc.utf8_rtrim(line, "\r")
+            blank = pc.equal(pc.utf8_trim_whitespace(line), "")
+            if pc.any(blank).as_py():
+                line = pc.filter(line, pc.invert(blank))
+            yield TextBlock({"line": line}, ordinal, len(line))
+            ordinal += len(line)
+    except pa.ArrowInvalid as exc:
+        if transcoded is not None and transcoded.error is not None:
+            raise transcoded.error from None
+        for number, text in scan_lines(source, dialect, skip_lines):
+            if _NO_DELIMITER in text:
+                raise ParseError(source.name, number, None, "contains a control character (\\x01)") from None
+        raise ParseError(source.name, None, None, f"unreadable: {exc}") from None
+    finally:
+        stream.close()
+    if transcoded is not None and transcoded.error is not None:
+        raise transcoded.error
+
+
+def scan_lines(source: Source, dialect: Dialect, skip_lines: int = 0) -> Iterator[tuple[int, str]]:
+    """(physical line, text) of every line that is not blank after ``skip_lines``: a fixed-width file's rows.
+    Error path only."""
+    with source.open() as fh:
+        lines = _Lines(source, fh, dialect)
+        for text in lines:
+            if lines.number > skip_lines and text.strip():
+                yield lines.number, text.rstrip("\r\n")
 
 class _QuoteCheck:
     """A delimited stream, read through on its way to pyarrow, noting the first quote that ends a quoted field
@@ -319,16 +392,19 @@ class _QuoteCheck:
 
     BOM = b"\xef\xbb\xbf"
 
-    def __init__(self, raw: BinaryIO, delimiter: str):
+    def __init__(self, raw: BinaryIO, delimiter: str, quote: str = '"'):
         self.raw = raw
+        self.quote = quote.encode()
         sep = re.escape(delimiter.encode())
+        q = re.escape(self.quote)
         field_end = rb"(?=[" + sep + rb"\r\n])"
-        quoted = rb'"[^"]*+(?:""[^"]*+)*+"'
+        quoted = q + rb"[^" + q + rb"]*+(?:" + q + q + rb"[^" + q + rb"]*+)*+" + q
         # Unquoted text, with literal quotes inside, and whole quoted fields that end where the field does.
         # It stops only at a quoted field it cannot take whole (cut by the chunk's end, or a stray quote).
-        self.outside = re.compile(rb'[^"]*+(?:(?<=[' + sep + rb'\r\n])' + quoted + field_end + rb'[^"]*+'
-                                  rb'|(?<![' + sep + rb'\r\n])"++[^"]*+)*+')
-        self.inside = re.compile(rb'[^"]*+(?:""[^"]*+)*+')  # the value of a quoted field, up to its closing quote
+        self.outside = re.compile(rb"[^" + q + rb"]*+(?:(?<=[" + sep + rb"\r\n])" + quoted + field_end
+                                  + rb"[^" + q + rb"]*+|(?<![" + sep + rb"\r\n])" + q + rb"++[^" + q + rb"]*+)*+")
+        # the value of a quoted field, up to its closing quote
+        self.inside = re.compile(rb"[^" + q + rb"]*+(?:" + q + q + rb"[^" + q + rb"]*+)*+")
         self.field_ends = (delimiter.encode(), b"\r", b"\n")
         self.quoted = False
         self.pending = b"\n"  # the last byte checked (a file starts as a line does), then the bytes not yet checked
@@ -353,11 +429,12 @@ class _QuoteCheck:
     def error(self, source: Source) -> ParseError | None:
         if self.stray_line is None:
             return None
+        q = self.quote.decode()
         return ParseError(source.name, self.stray_line, None,
-                          'stray quote inside a quoted field (a quote in a quoted value is doubled: "")')
+                          f"stray quote inside a quoted field (a quote in a quoted value is doubled: {q}{q})")
 
     def _check(self, data: bytes, final: bool) -> None:
-        if not self.quoted and b'"' not in data:
+        if not self.quoted and self.quote not in data:
             self.lines += data.count(b"\n")
             self.pending = data[-1:] or self.pending
             return
@@ -383,12 +460,13 @@ class _QuoteCheck:
         self.pending = buf[pos - 1:]
 
 
-def scan_rows(source: Source, delimiter: str, header_line: int) -> Iterator[tuple[int, list[str]]]:
+
+def scan_rows(source: Source, dialect: Dialect, header_line: int) -> Iterator[tuple[int, list[str]]]:
     """Plain-Python walk over the data rows (those starting after ``header_line``; empty lines skipped):
     (physical line where the row starts, fields). Slow but exact; used only to explain an error."""
     with source.open() as fh:
-        lines = _Lines(source, fh)
-        reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+        lines = _Lines(source, fh, dialect)
+        reader = csv.reader(lines, strict=True, **_csv_dialect(dialect))
         while True:
             start = lines.number + 1
             try:
@@ -402,9 +480,9 @@ def scan_rows(source: Source, delimiter: str, header_line: int) -> Iterator[tupl
             yield start, fields
 
 
-def structural_error(source: Source, delimiter: str, expected: int, header_line: int, detail: str) -> ParseError:
+def structural_error(source: Source, dialect: Dialect, expected: int, header_line: int, detail: str) -> ParseError:
     try:
-        for line, fields in scan_rows(source, delimiter, header_line):
+        for line, fields in scan_rows(source, dialect, header_line):
             if len(fields) != expected:
                 return ParseError(source.name, line, None, f"expected {expected} fields, found {len(fields)}")
     except ParseError as exc:
@@ -424,10 +502,9 @@ def lines_at(row_lines: Iterable[int], positions: Collection[int]) -> dict[int, 
     return found
 
 
-def delimited_row_lines(source: Source, delimiter: str, header_line: int) -> Iterator[int]:
+def delimited_row_lines(source: Source, dialect: Dialect, header_line: int) -> Iterator[int]:
     """The physical line on which each data row of a delimited file starts (a rescan: error path only)."""
-    return (line for line, _fields in scan_rows(source, delimiter, header_line))
-
+    return (line for line, _fields in scan_rows(source, dialect, header_line))
 
 def json_element_lines(source: Source) -> Iterator[int]:
     """The physical line on which each element of a JSON array starts (a rescan: error path only)."""
@@ -498,15 +575,43 @@ def _json_block(rows: list[dict[str, Any]], lines: list[int], ordinal: int) -> T
         keys.update(dict.fromkeys(row))
     columns: dict[str, pa.Array] = {}
     wrong_types: dict[str, tuple[int, str]] = {}
-    for key in keys:
-        values = [row.get(key, _ABSENT) for row in rows]
+    nulls: dict[str, list[int]] = {}
+    transposed = _transpose(rows, list(keys))
+    for number, key in enumerate(keys):
+        if transposed is not None:
+            values = list(transposed[number])
+            try:  # a column of texts only (the usual): Arrow refuses anything else, no look at each value
+                array = pa.array(values, pa.string())
+                if not array.null_count:
+                    columns[key] = array
+                    continue
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                pass
+        else:
+            values = [row.get(key, _ABSENT) for row in rows]
         for index in [index for index, value in enumerate(values) if value.__class__ is not str]:
             value = values[index]
+            if value is None:
+                nulls.setdefault(key, []).append(index)
             if isinstance(value, _NEITHER_NUMBER_NOR_TEXT) and key not in wrong_types:
                 wrong_types[key] = (index, _json_kind(value))
             values[index] = _json_text(value)
         columns[key] = pa.array(values, pa.string())
-    return TextBlock(columns, ordinal, len(rows), lines, wrong_types)
+    return TextBlock(columns, ordinal, len(rows), lines, wrong_types, nulls)
+
+
+def _transpose(rows: list[dict[str, Any]], keys: list[str]) -> list[tuple] | None:
+    """The values of every object by key, when every object has exactly these keys (the usual); else None."""
+    if not keys or any(len(row) != len(keys) for row in rows):
+        return None
+    getter = operator.itemgetter(*keys)
+    try:
+        values = list(map(getter, rows))
+    except KeyError:
+        return None
+    if len(keys) == 1:
+        return [tuple(values)]
+    return list(zip(*values))
 
 
 def _json_text(value: Any) -> str | None:
@@ -611,147 +716,3 @@ def _json_elements(source: Source, decoder: json.JSONDecoder) -> Iterator[tuple[
                 raise ParseError(source.name, line, None, f"invalid JSON: unexpected {ch!r}")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Validation and normalisation, vectorised. Each returns the normalised array and a mask of bad rows.
-
-# A whole number that fits int64: up to 18 digits, or 19 starting 1-8 (leading zeros allowed).
-_INT = r"^[+-]?0*(\d{1,18}|[1-8]\d{18})$"
-_DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
-_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-
-
-@dataclass
-class Invalid:
-    index: int
-    field: str
-    reason: str
-    value: str | None
-    check: int = 0  # which of the checks found it
-
-
-def normalise(kind: str, values: pa.Array, required: bool) -> tuple[pa.Array, pa.Array]:
-    """(normalised values, boolean mask of invalid rows). Empty text becomes null unless kind is text.
-
-    A column already in canonical form (what well-behaved carriers send) passes Arrow's strict casts and is
-    taken as it is; only a column that does not is run through the lenient normalisation below, which also
-    finds the bad rows."""
-    if kind == "text":  # as given, but no NUL: PostgreSQL cannot store one in text, so no database takes it
-        bad = pc.fill_null(pc.match_substring(values, "\x00"), False)
-        return values, pc.or_(bad, pc.is_null(values)) if required else bad
-    fast = _canonical(kind, values, required)
-    if fast is not None:
-        return fast, _none_bad(len(values))
-    trimmed = pc.utf8_trim_whitespace(values)
-    empty = pc.equal(trimmed, "")
-    if kind == "int":
-        ok = pc.match_substring_regex(trimmed, _INT)
-        unsigned = pc.replace_substring_regex(trimmed, r"^\+", "")  # Arrow's cast refuses a leading '+'
-        converted = pc.cast(pc.if_else(ok, unsigned, None), pa.int64())
-    elif kind == "decimal":
-        ok = pc.match_substring_regex(trimmed, _DECIMAL)
-        converted = pc.if_else(ok, trimmed, None)
-    elif kind == "date":
-        iso = _to_iso_date(trimmed)
-        ok = pc.and_(pc.match_substring_regex(iso, _ISO_DATE), _round_trips(iso, "%Y-%m-%d"))
-        converted = pc.if_else(ok, iso, None)
-    elif kind == "utc":
-        iso = _to_iso_utc(trimmed)
-        ok = _round_trips(iso, "%Y-%m-%d %H:%M:%S")
-        converted = pc.if_else(ok, iso, None)
-    else:  # pragma: no cover - programming error
-        raise ValueError(kind)
-    ok = pc.fill_null(ok, False)
-    bad = pc.invert(ok)
-    if not required:
-        bad = pc.and_(bad, pc.invert(empty))
-        converted = pc.if_else(empty, pa.scalar(None, converted.type), converted)
-    return converted, bad
-
-
-def _none_bad(n: int) -> pa.Array:
-    return pc.fill_null(pa.nulls(n, pa.bool_()), False)
-
-
-def _canonical(kind: str, values: pa.Array, required: bool) -> pa.Array | None:
-    """The column converted if every value is already canonical (strict ISO date / 'YYYY-MM-DD HH:MM:SS' /
-    plain integer / plain decimal, empty only where allowed); None if any is not, or any is invalid."""
-    empty = pc.equal(values, "")
-    has_empty = pc.any(empty).as_py()
-    if has_empty and required:
-        return None
-    present = pc.if_else(empty, pa.scalar(None, pa.string()), values) if has_empty else values
-    try:
-        if kind == "int":
-            return pc.cast(present, pa.int64())
-        if kind == "decimal":
-            ok = pc.match_substring_regex(present, _DECIMAL)
-            return present if pc.all(pc.fill_null(ok, True)).as_py() else None
-        if kind == "date":
-            pc.cast(present, pa.date32())  # strict: exactly YYYY-MM-DD, a real day
-            return None if pc.any(_year_zero(present)).as_py() else present
-        if kind == "utc":
-            marked = _canonical_utc_marked(present)
-            if marked is not None:
-                return marked
-            pc.cast(present, pa.timestamp("s"))  # strict: a real time, no offset
-            shaped = pc.and_(pc.equal(pc.utf8_length(present), 19),
-                             pc.equal(pc.utf8_slice_codeunits(present, 10, 11), " "))
-            shaped = pc.and_(shaped, pc.invert(_year_zero(present)))
-            return present if pc.all(pc.fill_null(shaped, True)).as_py() else None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return None
-
-
-def _canonical_utc_marked(present: pa.Array) -> pa.Array | None:
-    """A column of UTC times written ISO 8601 with a ``Z`` (``2025-12-31T11:00:17Z``, as feeds send them) in
-    canonical form, by Arrow's own cast, which refuses impossible dates; None if any value is shaped otherwise
-    (the lenient path then sees it). Raises ArrowInvalid for an impossible date."""
-    shaped = pc.and_(pc.equal(pc.utf8_length(present), 20), pc.ends_with(present, "Z"))
-    if not pc.all(pc.fill_null(shaped, True)).as_py() or pc.any(_year_zero(present)).as_py():
-        return None
-    pc.cast(present, pa.timestamp("s", "UTC"))  # only to refuse what is not a real time
-    # Validated and fixed-width: the canonical text is the same characters, ' ' for the 'T' and no 'Z'.
-    return pc.binary_join_element_wise(pc.utf8_slice_codeunits(present, 0, 10),
-                                       pc.utf8_slice_codeunits(present, 11, 19), " ")
-
-
-def _round_trips(values: pa.Array, fmt: str) -> pa.Array:
-    """Whether each value is a real date/time written exactly as ``fmt`` (zero-padded) would write it.
-    Arrow's strptime alone accepts '2026-02-30' (rolling it into March), '00:05:60' and unpadded fields,
-    and the year 0000, which neither PostgreSQL nor Python's datetime can hold."""
-    parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
-    return pc.and_(pc.equal(pc.strftime(parsed, format=fmt), values), pc.invert(_year_zero(values)))
-
-
-def _year_zero(values: pa.Array) -> pa.Array:
-    return pc.starts_with(values, "0000")
-
-
-def _to_iso_date(values: pa.Array) -> pa.Array:
-    values = pc.replace_substring_regex(values, r"^(\d{4})/(\d{2})/(\d{2})$", r"\1-\2-\3")
-    values = pc.replace_substring_regex(values, r"^(\d{2})/(\d{2})/(\d{4})$", r"\3-\2-\1")
-    return pc.replace_substring_regex(values, r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3")
-
-
-def _to_iso_utc(values: pa.Array) -> pa.Array:
-    """Accept 'YYYY-MM-DD HH:MM[:SS[.fff]]' with ' ' or 'T', an optional Z / +00:00 / UTC marker, and
-    'DD/MM/YYYY HH:MM[:SS]'; give 'YYYY-MM-DD HH:MM:SS'. Any non-zero offset stays and fails validation."""
-    values = pc.replace_substring_regex(values, r"^(\d{2})/(\d{2})/(\d{4})", r"\3-\2-\1")
-    values = pc.replace_substring_regex(values, r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(?:(:\d{2}))?(?:\.\d+)?"
-                                                r"\s*(?:Z|UTC|[+-]00:?00)?$", r"\1 \2\3")
-    return pc.replace_substring_regex(values, r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2})$", r"\1:00")
-
-
-def first_invalid(checks: Sequence[tuple[str, pa.Array | None, pa.Array]]) -> Invalid | None:
-    """Given (field, original values, bad mask) for each check, the earliest bad row, its field and which
-    check found it (the first listed, for one row)."""
-    best: Invalid | None = None
-    for number, (field_name, original, bad) in enumerate(checks):
-        if not pc.any(bad).as_py():
-            continue
-        index = pc.index(bad, True).as_py()
-        if best is None or index < best.index:
-            value = original[index].as_py() if original is not None else None
-            best = Invalid(index, field_name, "", value, number)
-    return best

@@ -1,0 +1,202 @@
+"""The record layouts: what a call and a charge are, whoever sent them. One definition of each.
+
+A **call** is a usage record (a CDR row); a **charge** is a fixed-fee record (an SDR row: a line rental, a
+broadband fee; the billing platform calls it a carrier transaction). Every file format maps its columns onto
+these fields (``ingest.formats``); the loader writes them to the ``calls`` and ``charges`` tables
+(``ingest.catalog.schema`` builds both from here); ``cdr records`` writes them out in this order.
+
+Each record also has, whatever its kind (:data:`RECORD_HEAD`, :data:`RECORD_TAIL`): its file, its carrier,
+its ``record_key`` (its identity within the carrier and kind: the carrier's own id columns, or a hash of the
+whole row; the same key from the same carrier is the same record, whatever file it arrives in), its
+``position`` (the n-th data row of its file, from 1) and ``extra``: every column of the file the format did not
+map, as a JSON object of the column's name and its text as given, so nothing in a file is lost.
+
+Field kinds, and how a parser hands each to the loader (the Arrow type) and the database keeps it:
+
+- ``text``: as given (numbers and codes such as ``0016`` stay text). Arrow string; TEXT.
+- ``int``: a whole number (seconds). Arrow int64; BIGINT.
+- ``money``: an exact decimal amount, kept as an integer count of millionths (:data:`MONEY_SCALE` decimal
+  places), so that a plain SQL ``SUM`` is exact on SQLite too; every output shows the decimal. Arrow int64;
+  BIGINT. A value with more decimal places than the scale is refused, never rounded.
+- ``date``: a calendar date. Arrow string ``YYYY-MM-DD``; DATE.
+- ``utc``: an instant, in UTC. Arrow string ``YYYY-MM-DD HH:MM:SS``; timestamptz (PostgreSQL), text (SQLite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pyarrow is imported when a schema is first asked for: the CLI's listings do without it
+    import pyarrow as pa
+
+KINDS = ("text", "int", "money", "date", "utc")
+# Money is kept in millionths: 6 decimal places cover every rate and amount carriers send (at most 5 seen),
+# and a 64-bit integer of millionths holds amounts up to 9,223,372,036,854 in any currency.
+MONEY_SCALE = 6
+MONEY_UNIT = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One canonical field of a layout: its name, kind, whether every record must have it, and what it means."""
+
+    name: str
+    kind: str
+    doc: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A record kind (``call`` or ``charge``), its table and its fields in order."""
+
+    kind: str
+    table: str
+    file_type: str  # the kind of file it usually comes in: cdr (calls) or sdr (charges)
+    fields: tuple[Field, ...]
+    date_fields: tuple[str, ...]  # a record's own date: the first of these that is set (see ``own_date``)
+    default_duplicate_rows: str  # once | distinct: identical rows in one file are one record or several
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The canonical fields' names, in order."""
+        return tuple(f.name for f in self.fields)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column of the table and of the JSON/CSV output, in order (``id`` first)."""
+        return ("id", "file_id", "carrier", *RECORD_HEAD, *self.names, *RECORD_TAIL)
+
+    @property
+    def parsed_columns(self) -> tuple[str, ...]:
+        """The columns a parser yields (all but the ones the loader adds: ``id``, ``file_id``, ``carrier``)."""
+        return (*RECORD_HEAD, *self.names, *RECORD_TAIL)
+
+    def kind_of(self, column: str) -> str:
+        """The kind of any parsed column (``record_key``, ``position``, ``extra`` or a field)."""
+        return _COMMON_KINDS.get(column) or self.field(column).kind
+
+    def arrow_schema(self) -> "pa.Schema":
+        """The Arrow schema of the batches a parser yields for this layout (:attr:`parsed_columns`)."""
+        import pyarrow as pa
+
+        return pa.schema([(name, _ARROW[self.kind_of(name)]()) for name in self.parsed_columns])
+
+
+RECORD_HEAD = ("record_key", "position")
+RECORD_TAIL = ("extra",)
+_COMMON_KINDS = {"record_key": "text", "position": "int", "extra": "text"}
+
+
+def _arrow_string():
+    import pyarrow as pa
+
+    return pa.string()
+
+
+def _arrow_int():
+    import pyarrow as pa
+
+    return pa.int64()
+
+
+_ARROW = {"text": _arrow_string, "int": _arrow_int, "money": _arrow_int, "date": _arrow_string,
+          "utc": _arrow_string}
+
+
+CALL = Layout(
+    kind="call",
+    table="calls",
+    file_type="cdr",
+    default_duplicate_rows="once",
+    date_fields=("start_time",),
+    fields=(
+        Field("carrier_record_id", "text", "the carrier's own id of the record, as given"),
+        Field("account_code", "text", "the carrier's account the call is billed to"),
+        Field("direction", "text", "outbound, inbound, onnet, ... as the carrier says"),
+        Field("call_type", "text", "the carrier's call type (Mobile, National, ...)"),
+        Field("start_time", "utc", "when the call started (UTC)", required=True),
+        Field("answer_time", "utc", "when it was answered (UTC), if it was"),
+        Field("end_time", "utc", "when it ended (UTC)"),
+        Field("connected_seconds", "int", "how long it was connected (the actual duration)"),
+        Field("billed_seconds", "int", "the seconds charged (often rounded up)"),
+        Field("a_number", "text", "the calling number"),
+        Field("b_number", "text", "the called number"),
+        Field("bill_number", "text", "the line that pays for the call"),
+        Field("charge", "money", "the carrier's charge, tax included"),
+        Field("charge_excl", "money", "the carrier's charge, tax excluded"),
+        Field("currency", "text", "ISO 4217 code of the charges"),
+        Field("status", "text", "status or disposition (ANSWERED, NO ANSWER, Ok, ...)"),
+        Field("release_cause", "text", "the release or hangup cause"),
+        Field("description", "text", "the carrier's description of the call"),
+        Field("bill_date", "date", "the date the carrier billed it on"),
+        Field("local_date", "text", "the carrier's local date, as given"),
+        Field("local_time", "text", "the carrier's local time, as given"),
+        Field("utc_offset", "text", "the carrier's local offset from UTC, as given"),
+    ),
+)
+
+CHARGE = Layout(
+    kind="charge",
+    table="charges",
+    file_type="sdr",
+    default_duplicate_rows="distinct",
+    date_fields=("period_start", "charge_date"),
+    fields=(
+        Field("carrier_record_id", "text", "the carrier's own id of the record, as given"),
+        Field("customer_reference", "text", "how the carrier names the customer (its account reference)"),
+        Field("number_reference", "text", "the number (line) the charge is for"),
+        Field("product_code", "text", "the carrier's product or service code"),
+        Field("description", "text", "the carrier's description of the charge"),
+        Field("period_start", "date", "the first day the charge covers"),
+        Field("period_end", "date", "the last day the charge covers"),
+        Field("charge_date", "date", "the date the carrier charged it on"),
+        Field("quantity", "money", "how many units (exact decimal)"),
+        Field("unit_cost", "money", "the cost of one unit, tax excluded"),
+        Field("cost", "money", "the cost, tax excluded"),
+        Field("cost_incl", "money", "the cost, tax included"),
+        Field("currency", "text", "ISO 4217 code of the costs"),
+    ),
+)
+
+LAYOUTS: dict[str, Layout] = {CALL.kind: CALL, CHARGE.kind: CHARGE}
+# A file's type (how the catalog and ``cdr records --type`` name it) and the layout its records usually have.
+LAYOUT_BY_FILE_TYPE: dict[str, Layout] = {CALL.file_type: CALL, CHARGE.file_type: CHARGE}
+
+
+def money_text(units: int | None) -> str | None:
+    """Millionths as the decimal they stand for, with at least two decimal places: 115000 -> ``0.115``,
+    12000000 -> ``12.00``."""
+    if units is None:
+        return None
+    return format(money_decimal(units), "f")
+
+
+def money_decimal(units: int | None) -> Decimal | None:
+    """Millionths as an exact Decimal with at least two decimal places (trailing zeros beyond them dropped)."""
+    if units is None:
+        return None
+    value = Decimal(units).scaleb(-MONEY_SCALE)
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    return value.quantize(Decimal("0.01")) if isinstance(exponent, int) and exponent > -2 else normal
+
+
+def money_units(value: Decimal) -> int:
+    """An exact Decimal as millionths; ValueError if it has more decimal places than :data:`MONEY_SCALE`."""
+    scaled = value.scaleb(MONEY_SCALE)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} has more than {MONEY_SCALE} decimal places")
+    return int(scaled)
+
+
+__all__ = ["CALL", "CHARGE", "Field", "KINDS", "LAYOUTS", "LAYOUT_BY_FILE_TYPE", "Layout", "MONEY_SCALE",
+           "RECORD_HEAD", "RECORD_TAIL", "money_decimal", "money_text", "money_units"]
