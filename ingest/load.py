@@ -9,8 +9,10 @@ How a file loads (``load_file``):
 2. Fast path, one transaction: the batches go straight into their tables (SQLite: through ADBC, with this
    process's other catalog connections held off, since ADBC carries its own SQLite library; PostgreSQL:
    COPY under a savepoint), and the file is marked ``loaded`` with its counts and audited.
-3. Slow path, when a key collides or the file was released: the kept batches go into scratch tables (an
-   ADBC-written file attached to the catalog; TEMP tables) and are moved set-based.
+3. Slow path, when a key collides or the file was released: the kept records' keys and positions go into
+   scratch tables (an ADBC-written file attached to the catalog; TEMP tables), the file is decided on from them
+   set-based (:func:`_decide`), and the records it selects are inserted from the kept batches as on the fast
+   path: nothing is parsed again, and only two columns per record go through a scratch table.
 
 Every record is unique by carrier, kind and ``record_key``. The insert is optimistic: if it collides, nothing is
 kept and the file is analysed instead: a key repeated inside the file fails it, unless the rows are identical
@@ -326,39 +328,61 @@ def _ignore_not_text(app: App, file_id: int, message: str, actor: str) -> LoadRe
 def _load_sqlite(app: App, row: dict, parser: FileParser, parse: Parsed | None, retained: Retained,
                  actor: str) -> LoadResult:
     if not row["released"] and parse is not None:
-        result = _load_sqlite_direct(app, row, parser, parse, retained, actor)
+        result = _load_sqlite_direct(app, row, parser, _streamed(parse, retained), retained, actor)
         if result is not None:
             return result
     _drain(parse)
     scratch = Path(app.staging.tmp) / f"load-{row['id']}-{uuid.uuid4().hex}.sqlite"
     try:
-        tables = _write_scratch_file(scratch, retained)
+        tables = _write_keys_file(scratch, retained)
         faults.point("load.bulk-written")
-        with app.catalog.connect() as conn:
-            raw = conn.connection.driver_connection
-            raw.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
-            try:
-                return _move(app, conn.execution_options(cdr_write=True), row, parser,
-                             {kind: f"scratch.{name}" for kind, name in tables.items()}, retained, actor)
-            finally:
-                if conn.in_transaction():
-                    conn.rollback()
-                raw.execute("DETACH DATABASE scratch")
+        # Decided on a connection that holds the write lock, inserted through ADBC once it is let go: a load that
+        # slipped in between collides, and the file is decided on again.
+        for _attempt in range(3):
+            decided = _decide_sqlite(app, row, parser, scratch, tables, retained, actor)
+            if isinstance(decided, LoadResult):
+                return decided
+            result = _load_sqlite_direct(app, row, parser, _selected(decided, retained), retained, actor, decided)
+            if result is not None:
+                return result
+        raise DatabaseBusy(f"{_label(row)}: other loads kept colliding with it; it stays queued for a retry")
     finally:
         for suffix in ("", "-journal", "-wal", "-shm"):
             Path(f"{scratch}{suffix}").unlink(missing_ok=True)
 
 
-def _load_sqlite_direct(app: App, row: dict, parser: FileParser, parse: Parsed, retained: Retained,
-                        actor: str) -> LoadResult | None:
-    """Insert every record in one ADBC transaction; None if a record key collides (nothing is kept). The
-    first kind streams from the parse; the others follow from what the parse kept."""
+def _decide_sqlite(app: App, row: dict, parser: FileParser, scratch: Path, tables: dict[str, str],
+                   retained: Retained, actor: str) -> "LoadResult | _Selection":
+    """:func:`_decide` on a catalog connection with the keys file attached: a failed or held file is committed
+    here; a selection to insert leaves the catalog untouched."""
+    with app.catalog.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
+        try:
+            conn = conn.execution_options(cdr_write=True)
+            with conn.begin() as transaction:
+                _lock_queued(app, conn, row["id"])
+                decided = _decide(app, conn, row, parser, {kind: f"scratch.{name}" for kind, name in tables.items()},
+                                  retained, actor)
+                if not isinstance(decided, LoadResult):
+                    transaction.rollback()  # nothing was written: the insert is ADBC's
+                return decided
+        finally:
+            raw.execute("DETACH DATABASE scratch")
+
+
+def _load_sqlite_direct(app: App, row: dict, parser: FileParser, batches_of: "BatchesOf", retained: Retained,
+                        actor: str, selection: "_Selection | None" = None) -> LoadResult | None:
+    """Insert the records ``batches_of`` gives, each kind in turn, in one ADBC transaction with the file's status
+    change; None if a record key collides (nothing is kept). ``selection``: what a decision on a file that
+    collided (or was released) picked, and so what it skips and drops."""
     import adbc_driver_manager
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
     layouts = _kinds(parser)
     counter = _Counter()
     constants = (row["id"], row["carrier"])
+    skipped, dropped = (selection.skipped, selection.dropped) if selection is not None else (0, 0)
     try:
         with app.catalog.exclusive(), adbc_sqlite.connect(app.catalog.sqlite_path, autocommit=True) as conn:
             with conn.cursor() as cur:
@@ -376,8 +400,8 @@ def _load_sqlite_direct(app: App, row: dict, parser: FileParser, parse: Parsed, 
                         after[layout.kind] = cur.fetchone()[0]
                     try:
                         for index, layout in enumerate(layouts):
-                            batches = _of_kind(layout.kind, parse) if index == 0 else retained.replay(layout.kind)
-                            cur.adbc_ingest(layout.table, counter.reader(layout, batches, constants), mode="append")
+                            cur.adbc_ingest(layout.table, counter.reader(layout, batches_of(layout, index), constants),
+                                            mode="append")
                     except adbc_driver_manager.Error as exc:
                         if counter.failure:
                             raise counter.failure[0] from None
@@ -387,12 +411,13 @@ def _load_sqlite_direct(app: App, row: dict, parser: FileParser, parse: Parsed, 
                         raise
                     faults.point("load.bulk-written")
                     faults.point("load.inserted")
-                    loaded = catalog_files.Loaded(counter.rows, 0, retained.rows_dropped, after)
+                    loaded = catalog_files.Loaded(counter.rows, skipped, retained.rows_dropped + dropped, after,
+                                                  counter.counted)
                     catalog_files.mark_loaded_dbapi(cur, row["id"], loaded, actor=actor,
                                                     name_identifies=_name_identifies(app, row))
                     faults.point("load.before-commit")
                     cur.execute("COMMIT")
-                    return LoadResult(row["id"], "loaded", counter.rows, 0)
+                    return LoadResult(row["id"], "loaded", counter.rows, skipped)
                 except BaseException:
                     try:
                         cur.execute("ROLLBACK")
@@ -412,12 +437,22 @@ def _raise_mapped_adbc(exc: Exception) -> NoReturn:
 
 
 class _Counter:
-    """Counts the rows handed to the database, and keeps the exception a batch iterator raised (ADBC reports
-    it only as a stream error)."""
+    """Counts the rows handed to the database, per kind with the first and last of their own dates (what
+    ``catalog_files.Loaded.counted`` takes), and keeps the exception a batch iterator raised (ADBC reports it
+    only as a stream error)."""
 
     def __init__(self) -> None:
         self.rows = 0
+        self.counted: dict[str, tuple[int, str | None, str | None]] = {}
         self.failure: list[BaseException] = []
+
+    def count(self, layout: Layout, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        records, low, high = self.counted.get(layout.kind, (0, None, None))
+        dates = pc.min_max(own_dates(layout, batch)).as_py() if batch.num_rows else {"min": None, "max": None}
+        low = min(filter(None, (low, dates["min"])), default=None)
+        high = max(filter(None, (high, dates["max"])), default=None)
+        self.counted[layout.kind] = (records + batch.num_rows, low, high)
 
     def reader(self, layout: Layout, batches: Iterator[pa.RecordBatch], constants: tuple = ()) -> pa.RecordBatchReader:
         """A RecordBatchReader over ``batches`` of ``layout``, with ``constants`` (file id, carrier) as leading
@@ -429,13 +464,21 @@ class _Counter:
         def generate() -> Iterator[pa.RecordBatch]:
             try:
                 for batch in batches:
-                    self.rows += batch.num_rows
+                    self.count(layout, batch)
                     yield _with_constants(batch, constants) if constants else batch
             except BaseException as exc:
                 self.failure.append(exc)
                 raise
 
         return pa.RecordBatchReader.from_batches(schema, generate())
+
+
+def own_dates(layout: Layout, batch: pa.RecordBatch) -> pa.Array:
+    """Each record's own date as ISO text: the Arrow twin of ``catalog_files.record_date`` (the first of the
+    layout's date fields that is set; a UTC time's date is its first ten characters)."""
+    dates = [pc.utf8_slice_codeunits(batch.column(name), 0, 10) if layout.field(name).kind == "utc"
+             else batch.column(name) for name in layout.date_fields]
+    return dates[0] if len(dates) == 1 else pc.coalesce(*dates)
 
 
 def _constant_type(value) -> pa.DataType:
@@ -448,22 +491,23 @@ def _with_constants(batch: pa.RecordBatch, constants: tuple) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns + batch.columns, names=[*CONSTANTS[: len(constants)], *batch.schema.names])
 
 
-def _write_scratch_file(path: Path, retained: Retained) -> dict[str, str]:
-    """The kept batches, one table per kind, in a new SQLite file; the tables' names by kind."""
+def _write_keys_file(path: Path, retained: Retained) -> dict[str, str]:
+    """The kept records' keys and positions, one table per kind, in a new SQLite file; the tables by kind."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
-    counter = _Counter()
     tables = {}
     with adbc_sqlite.connect(str(path), autocommit=True) as conn:
         with conn.cursor() as cur:
             cur.execute("PRAGMA journal_mode=OFF")
             cur.execute("PRAGMA synchronous=OFF")
             for kind in retained.kinds():
-                cur.adbc_ingest(kind, counter.reader(LAYOUTS[kind], retained.replay(kind)), mode="create")
+                keys = (batch.select(KEY_COLUMNS) for batch in retained.replay(kind))
+                cur.adbc_ingest(kind, pa.RecordBatchReader.from_batches(_KEYS_SCHEMA, keys), mode="create")
                 tables[kind] = kind
-    if counter.failure:
-        raise counter.failure[0]
     return tables
+
+
+_KEYS_SCHEMA = pa.schema([("record_key", pa.string()), ("position", pa.int64())])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -473,8 +517,8 @@ def _write_scratch_file(path: Path, retained: Retained) -> dict[str, str]:
 def _load_postgres(app: App, row: dict, parser: FileParser, parse: Parsed | None, retained: Retained,
                    actor: str) -> LoadResult:
     """Optimistic: COPY straight into the tables under a savepoint. Only if a key collides (or the file was
-    released, so repeats are expected) do the kept batches go into TEMP scratch tables for the set-based
-    analysis or the skip-what-is-loaded insert."""
+    released, so repeats are expected) are the kept records' keys copied into TEMP tables, the file decided on
+    from them (:func:`_decide`), and the records it selects copied, in the same transaction."""
     import psycopg
 
     try:
@@ -487,66 +531,80 @@ def _load_postgres_copy(app: App, row: dict, parser: FileParser, parse: Parsed |
                         actor: str) -> LoadResult:
     import psycopg
 
-    constants = (row["id"], row["carrier"])
     with app.catalog.connect() as conn:
         conn = conn.execution_options(cdr_write=True)
         with conn.begin():
             _lock_queued(app, conn, row["id"])
             if not row["released"] and parse is not None:
-                layouts = _kinds(parser)
-                # Its records get ids above every id committed now: the spans and dates are read through the key.
-                after = {layout.kind: conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {layout.table}")).scalar_one()
-                         for layout in layouts}
                 savepoint = conn.begin_nested()
                 try:
-                    total = 0
-                    for index, layout in enumerate(layouts):
-                        batches = _of_kind(layout.kind, parse) if index == 0 else retained.replay(layout.kind)
-                        total += _copy(conn, layout.table, layout, batches, constants=constants)
+                    result = _copy_records(app, conn, row, parser, _streamed(parse, retained), retained, actor)
                     savepoint.commit()
+                    return result
                 except psycopg.errors.UniqueViolation:
                     savepoint.rollback()
-                else:
-                    faults.point("load.bulk-written")
-                    faults.point("load.inserted")
-                    return _loaded(app, conn, row, catalog_files.Loaded(total, 0, retained.rows_dropped, after), actor)
             _drain(parse)
-            scratches = {}
+            keys = {}
             for kind in retained.kinds():
-                layout = LAYOUTS[kind]
-                scratch = f"cdr_scratch_{kind}"
-                columns = ", ".join(f"{name} {_PG_SCRATCH_TYPES[layout.kind_of(name)]}" for name in layout.parsed_columns)
-                conn.exec_driver_sql(f"CREATE TEMP TABLE {scratch} ({columns}) ON COMMIT DROP")
-                _copy(conn, scratch, layout, retained.replay(kind))
+                table = f"cdr_keys_{kind}"
+                conn.exec_driver_sql(f'CREATE TEMP TABLE {table} (record_key TEXT COLLATE "C", position BIGINT)'
+                                     " ON COMMIT DROP")
+                _copy_columns(conn, table, KEY_COLUMNS, (batch.select(KEY_COLUMNS) for batch in retained.replay(kind)))
                 # Autovacuum never analyses a TEMP table: without statistics the planner joins it to the records in
                 # a nested loop, quadratic in the rows (a 45,000-record overlap took minutes; analysed, a second).
-                conn.exec_driver_sql(f"ANALYZE {scratch}")
-                scratches[kind] = scratch
+                conn.exec_driver_sql(f"ANALYZE {table}")
+                keys[kind] = table
             faults.point("load.bulk-written")
-            return _move(app, conn, row, parser, scratches, retained, actor, begun=True)
+            decided = _decide(app, conn, row, parser, keys, retained, actor)
+            if isinstance(decided, LoadResult):
+                return decided
+            return _copy_records(app, conn, row, parser, _selected(decided, retained), retained, actor, decided)
 
 
-_PG_SCRATCH_TYPES = {"text": "TEXT", "int": "BIGINT", "money": "BIGINT", "date": "DATE", "utc": "TIMESTAMPTZ"}
+def _copy_records(app: App, conn: Connection, row: dict, parser: FileParser, batches_of: BatchesOf,
+                  retained: Retained, actor: str, selection: _Selection | None = None) -> LoadResult:
+    """COPY the records ``batches_of`` gives, each kind in turn, and mark the file loaded (in ``conn``'s
+    transaction). ``selection``: what a decision picked, and so what it skips and drops."""
+    layouts = _kinds(parser)
+    # Its records get ids above every id committed now: the spans and dates are read through the key.
+    after = {layout.kind: conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {layout.table}")).scalar_one()
+             for layout in layouts}
+    counter = _Counter()
+    for index, layout in enumerate(layouts):
+        _copy(conn, layout.table, layout, batches_of(layout, index), constants=(row["id"], row["carrier"]),
+              counter=counter)
+    faults.point("load.bulk-written")
+    faults.point("load.inserted")
+    skipped, dropped = (selection.skipped, selection.dropped) if selection is not None else (0, 0)
+    loaded = catalog_files.Loaded(counter.rows, skipped, retained.rows_dropped + dropped, after, counter.counted)
+    return _loaded(app, conn, row, loaded, actor)
 
 
-def _copy(conn: Connection, table: str, layout: Layout, batches: Iterator[pa.RecordBatch], constants: tuple = ()) -> int:
-    """COPY the batches (as CSV, written by Arrow) into ``table`` on the connection's transaction. Leading
-    ``constants`` (file id, carrier) fill the first columns of every row."""
-    cursor = conn.connection.driver_connection.cursor()
-    total = 0
-    columns = (*CONSTANTS[: len(constants)], *layout.parsed_columns)
+def _copy(conn: Connection, table: str, layout: Layout, batches: Iterator[pa.RecordBatch], constants: tuple = (),
+          counter: "_Counter | None" = None) -> None:
+    """COPY a layout's batches into ``table`` on the connection's transaction, each counted by ``counter`` if
+    given. Leading ``constants`` (file id, carrier) fill the first columns of every row."""
     utc = [name for name in layout.parsed_columns if layout.kind_of(name) == "utc"]
+
+    def prepared() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if counter is not None:
+                counter.count(layout, batch)
+            batch = _zoned(batch, utc)
+            yield _with_constants(batch, constants) if constants else batch
+
+    _copy_columns(conn, table, (*CONSTANTS[: len(constants)], *layout.parsed_columns), prepared())
+
+
+def _copy_columns(conn: Connection, table: str, columns: tuple[str, ...], batches: Iterator[pa.RecordBatch]) -> None:
+    """COPY the batches (as CSV, written by Arrow) into ``columns`` of ``table`` on the connection's transaction."""
+    cursor = conn.connection.driver_connection.cursor()
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=BATCH_ROWS)
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
         for batch in batches:
-            total += batch.num_rows
-            batch = _zoned(batch, utc)
-            if constants:
-                batch = _with_constants(batch, constants)
             sink = io.BytesIO()
             pacsv.write_csv(batch, sink, options)
             copy.write(sink.getbuffer())
-    return total
 
 
 def _zoned(batch: pa.RecordBatch, utc: list[str]) -> pa.RecordBatch:
@@ -559,67 +617,159 @@ def _zoned(batch: pa.RecordBatch, utc: list[str]) -> pa.RecordBatch:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Shared: the set-based move, and the analysis when it collides.
+# Shared: deciding on a file whose insert collided (or that was released), set-based over its keys alone.
+
+# The batches of one kind to insert, by its layout and its place among the file's kinds (0: the first).
+BatchesOf = Callable[[Layout, int], Iterator[pa.RecordBatch]]
+KEY_COLUMNS = ("record_key", "position")
 
 
-def _insert_sql(layout: Layout, scratch: str, *, only_new: bool, once: bool) -> str:
-    """Move a scratch table's records into the layout's table. ``only_new``: those not loaded before (a
-    released file). ``once``: the first of each key only (identical rows in the file, taken once)."""
-    targets = ["file_id", "carrier", *layout.parsed_columns]
-    values = [":file_id", "CAST(:carrier AS VARCHAR)", *(f"s.{name}" for name in layout.parsed_columns)]
-    sql = f"INSERT INTO {layout.table} ({', '.join(targets)}) SELECT {', '.join(values)} FROM {scratch} s"
-    conditions = []
-    if only_new:
-        conditions.append(f"NOT EXISTS (SELECT 1 FROM {layout.table} r WHERE r.carrier = CAST(:carrier AS VARCHAR)"
-                          " AND r.record_key = s.record_key)")
-    if once:
-        conditions.append(f"s.position IN (SELECT MIN(position) FROM {scratch} GROUP BY record_key)")
-    return sql + (" WHERE " + " AND ".join(conditions) if conditions else "")
+@dataclass(frozen=True)
+class _Selection:
+    """What of a file to insert, once decided: per kind, the positions of the records to insert (None: all of
+    them); how many were skipped as already loaded (a released file) and dropped as identical rows of the file."""
+
+    positions: dict[str, pa.Array | None]
+    skipped: int = 0
+    dropped: int = 0
 
 
-def _move(app: App, conn: Connection, row: dict, parser: FileParser, scratches: dict[str, str], retained: Retained,
-          actor: str, begun: bool = False) -> LoadResult:
-    file_id = row["id"]
-    params = {"file_id": file_id, "carrier": row["carrier"]}
-    transaction = None if begun else conn.begin()
-    try:
-        if not begun:
-            _lock_queued(app, conn, file_id)
-        released = bool(row["released"])
-        after = {kind: conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {LAYOUTS[kind].table}")).scalar_one()
-                 for kind in scratches}
-        once: set[str] = set()
-        while True:
-            savepoint = conn.begin_nested()
-            try:
-                inserted = sum(conn.execute(text(_insert_sql(LAYOUTS[kind], scratch, only_new=released,
-                                                             once=kind in once)), params).rowcount
-                               for kind, scratch in scratches.items())
-                savepoint.commit()
-                break
-            except IntegrityError:
-                # The failed statement left nothing behind: the savepoint is rolled back.
-                savepoint.rollback()
-                repeated = _repeated_in_file(app, conn, row, parser, scratches, once, actor)
-                if isinstance(repeated, set):  # identical rows the format takes once: dropped, counted
-                    once = repeated
+def _streamed(parse: Parsed, retained: Retained) -> BatchesOf:
+    """The fast path's batches: the first kind straight from the parse, the others from what it kept."""
+    return lambda layout, index: _of_kind(layout.kind, parse) if index == 0 else retained.replay(layout.kind)
+
+
+def _selected(selection: _Selection, retained: Retained) -> BatchesOf:
+    """The kept batches, each cut to the records the selection picked."""
+
+    def batches(layout: Layout, _index: int) -> Iterator[pa.RecordBatch]:
+        wanted = selection.positions.get(layout.kind)
+        picked = None
+        if wanted is not None and len(wanted):
+            # Whether each position (from 1) is picked, looked up by position: one hash of the picked positions,
+            # not one per batch.
+            everyone = pa.array(range(1, pc.max(wanted).as_py() + 1), pa.int64())
+            picked = pc.is_in(everyone, value_set=wanted)
+        for batch in retained.replay(layout.kind, report=True):
+            if wanted is not None:
+                if picked is None:
                     continue
-                result = repeated or _analyse_overlap(conn, row, scratches, actor)
-                if transaction is not None:
-                    transaction.commit()
-                return result
-        faults.point("load.inserted")
-        total = sum(retained.rows.values())
-        dropped = retained.rows_dropped + sum(_dropped_as_identical(conn, scratches[kind]) for kind in once)
-        skipped = total - inserted - (dropped - retained.rows_dropped)
-        result = _loaded(app, conn, row, catalog_files.Loaded(inserted, skipped, dropped, after), actor)
-        if transaction is not None:
-            transaction.commit()
-        return result
-    except BaseException:
-        if transaction is not None and transaction.is_active:
-            transaction.rollback()
-        raise
+                positions = batch.column("position")
+                within = pc.less_equal(positions, len(picked))
+                at = pc.subtract(pc.if_else(within, positions, 1), 1)
+                batch = batch.filter(pc.and_(within, pc.array_take(picked, at)))
+            if batch.num_rows:
+                yield batch
+
+    return batches
+
+
+def _decide(app: App, conn: Connection, row: dict, parser: FileParser, keys: dict[str, str], retained: Retained,
+            actor: str) -> "LoadResult | _Selection":
+    """Decide on a file whose insert collided, or that was released, from its record keys and positions alone
+    (``keys``: a scratch table of them per kind), in ``conn``'s transaction, which holds the file's row:
+
+    - a key repeated inside the file fails it (naming the lines of its first two rows), unless every repeat of
+      that kind is a row identical to an earlier one and the format takes identical rows once: then only the
+      first of each is inserted, the others counted as dropped;
+    - a file not released whose keys were loaded before, from other files, is held (``overlap``: how many, from
+      which files);
+    - a released file inserts only its records not loaded before, and counts the others as skipped.
+
+    Returns the failed or held result (its status changed on ``conn``), or the selection to insert."""
+    released = bool(row["released"])
+    once: set[str] = set()
+    first_repeat = None
+    for kind, table in keys.items():
+        found = conn.execute(text(
+            f"SELECT record_key, MIN(position), MAX(position) FROM {table} "
+            "GROUP BY record_key HAVING COUNT(*) > 1 ORDER BY MIN(position) LIMIT 1")).first()
+        if found is None:
+            continue
+        if _takes_identical_rows_once(parser, kind) and _repeats_are_identical(conn, table, kind, retained):
+            once.add(kind)
+        elif first_repeat is None or found[1] < first_repeat[2]:
+            first_repeat = (kind, *found)
+    if first_repeat is not None:
+        return _fail_repeated(app, conn, row, parser, first_repeat, actor)
+    if not released:
+        held = _hold_overlap(conn, row, keys, actor)
+        if held is not None:
+            return held
+        if not once:  # what collided was a concurrent load that has since rolled back
+            raise DatabaseBusy(f"{_label(row)}: a concurrent load collided with it; it stays queued for a retry")
+    positions: dict[str, pa.Array | None] = {}
+    dropped = 0
+    for kind, table in keys.items():
+        conditions = []
+        if released:
+            conditions.append(f"NOT EXISTS (SELECT 1 FROM {LAYOUTS[kind].table} r"
+                              " WHERE r.carrier = CAST(:carrier AS VARCHAR) AND r.record_key = s.record_key)")
+        if kind in once:
+            conditions.append(f"s.position IN (SELECT MIN(position) FROM {table} GROUP BY record_key)")
+            dropped += conn.execute(text(f"SELECT COUNT(*) - COUNT(DISTINCT record_key) FROM {table}")).scalar_one()
+        if not conditions:
+            positions[kind] = None
+            continue
+        picked = conn.execute(text(f"SELECT s.position FROM {table} s WHERE {' AND '.join(conditions)}"),
+                              {"carrier": row["carrier"]}).scalars().all()
+        positions[kind] = pa.array(picked, pa.int64())
+    inserted = sum(retained.rows.get(kind, 0) if picked is None else len(picked) for kind, picked in positions.items())
+    return _Selection(positions, skipped=sum(retained.rows.values()) - inserted - dropped, dropped=dropped)
+
+
+def _takes_identical_rows_once(parser: FileParser, kind: str) -> bool:
+    """Whether the format takes rows identical in every column once (``duplicate_rows = "once"``)."""
+    return parser.duplicate_rows(LAYOUTS[kind]) == "once"
+
+
+def _repeats_are_identical(conn: Connection, table: str, kind: str, retained: Retained) -> bool:
+    """Whether every record of a kind whose key repeats in the file is identical to the first with that key in
+    every column but its position (compared in Arrow, over the kept records with those keys)."""
+    repeated = pa.array(conn.execute(text(
+        f"SELECT record_key FROM {table} GROUP BY record_key HAVING COUNT(*) > 1")).scalars().all(), pa.string())
+    parts = [batch.filter(pc.is_in(batch.column("record_key"), value_set=repeated)).drop_columns(["position"])
+             for batch in retained.replay(kind)]
+    rows = pa.Table.from_batches([part for part in parts if part.num_rows], schema=parts[0].schema if parts else None)
+    distinct_rows = rows.group_by(rows.column_names, use_threads=False).aggregate([]).num_rows
+    return distinct_rows == len(repeated)
+
+
+def _fail_repeated(app: App, conn: Connection, row: dict, parser: FileParser, repeat: tuple, actor: str
+                   ) -> LoadResult:
+    """Fail the file for a key repeated inside it, naming the lines of its first two rows."""
+    _kind, key, first, second = repeat
+    lines = parser.record_lines(_source(app, row), (first, second))
+    where = (f"lines {lines[first]} and {lines[second]}" if first in lines and second in lines
+             else f"records {first} and {second}")
+    message = f"{_label(row)}: record key {key} appears twice in the file ({where}); nothing was loaded"
+    catalog_files.transition(conn, row["id"], "failed", allowed_from=("queued",), actor=actor, action="failed",
+                             why=message, reason="parse-error", error=message)
+    return LoadResult(row["id"], "failed", message=message)
+
+
+def _hold_overlap(conn: Connection, row: dict, keys: dict[str, str], actor: str) -> LoadResult | None:
+    """Hold the file as an overlap if any of its keys were loaded before: how many, and from which files."""
+    file_id = row["id"]
+    parts = [f"SELECT r.file_id AS file_id, COUNT(*) AS n FROM {table} s JOIN {LAYOUTS[kind].table} r"
+             " ON r.carrier = CAST(:carrier AS VARCHAR) AND r.record_key = s.record_key GROUP BY r.file_id"
+             for kind, table in keys.items()]
+    if not parts:
+        return None
+    overlaps = conn.execute(text(
+        f"SELECT file_id, SUM(n) FROM ({' UNION ALL '.join(parts)}) AS hits GROUP BY file_id ORDER BY file_id"
+    ), {"carrier": row["carrier"]}).all()
+    overlaps = [(int(other), int(count)) for other, count in overlaps]
+    overlapping = sum(count for _, count in overlaps)
+    if not overlapping:
+        return None
+    total = sum(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one() for table in keys.values())
+    earlier = ", ".join(f"#{other} ({count})" for other, count in overlaps)
+    message = f"{overlapping} of {total} records were already loaded, from {earlier}"
+    catalog_files.transition(conn, file_id, "held", allowed_from=("queued",), actor=actor, action="held",
+                             why=message, reason="overlap", error=message)
+    catalog_files.add_links(conn, file_id, [catalog_files.Link(other, "overlap", count) for other, count in overlaps])
+    return LoadResult(file_id, "held", message=message)
 
 
 def _loaded(app: App, conn: Connection, row: dict, loaded: catalog_files.Loaded, actor: str) -> LoadResult:
@@ -643,76 +793,6 @@ def _lock_queued(app: App, conn: Connection, file_id: int) -> None:
     status = conn.execute(text(f"SELECT status FROM files WHERE id = :id{lock}"), {"id": file_id}).scalar_one()
     if status != "queued":
         raise InvalidState(f"file {file_id} is {status}, not queued")
-
-
-def _takes_identical_rows_once(parser: FileParser, kind: str) -> bool:
-    """Whether the format takes rows identical in every column once (``duplicate_rows = "once"``)."""
-    return parser.duplicate_rows(LAYOUTS[kind]) == "once"
-
-
-def _dropped_as_identical(conn: Connection, scratch: str) -> int:
-    return conn.execute(text(f"SELECT COUNT(*) - COUNT(DISTINCT record_key) FROM {scratch}")).scalar_one()
-
-
-def _repeated_in_file(app: App, conn: Connection, row: dict, parser: FileParser, scratches: dict[str, str],
-                      once: set[str], actor: str) -> LoadResult | set[str] | None:
-    """A key repeated inside the file. None if there is none (the collision is with records loaded before).
-    When every repeat is a row identical to an earlier one (every column but its position) and the format
-    takes identical rows once: the kinds to insert once (a set). Otherwise the file fails, naming the first
-    repeated key and the lines of its first two rows (a ``failed`` result)."""
-    repeats = []
-    for kind, scratch in scratches.items():
-        if kind in once:  # its repeats are taken once already
-            continue
-        found = conn.execute(text(
-            f"SELECT record_key, MIN(position), MAX(position) FROM {scratch} "
-            "GROUP BY record_key HAVING COUNT(*) > 1 ORDER BY MIN(position) LIMIT 1"
-        )).first()
-        if found is not None:
-            repeats.append((kind, *found))
-    if not repeats:
-        return None
-    identical = set()
-    for kind, *_ in repeats:
-        layout = LAYOUTS[kind]
-        columns = ", ".join(name for name in layout.parsed_columns if name != "position")
-        distinct_rows = conn.execute(text(
-            f"SELECT COUNT(*) FROM (SELECT DISTINCT {columns} FROM {scratches[kind]}) d")).scalar_one()
-        distinct_keys = conn.execute(text(
-            f"SELECT COUNT(DISTINCT record_key) FROM {scratches[kind]}")).scalar_one()
-        if distinct_rows == distinct_keys and _takes_identical_rows_once(parser, kind):
-            identical.add(kind)
-    if len(identical) == len(repeats):
-        return once | identical
-    kind, key, first, second = min(repeats, key=lambda r: r[2])
-    lines = parser.record_lines(_source(app, row), (first, second))
-    where = (f"lines {lines[first]} and {lines[second]}" if first in lines and second in lines
-             else f"records {first} and {second}")
-    message = f"{_label(row)}: record key {key} appears twice in the file ({where}); nothing was loaded"
-    catalog_files.transition(conn, row["id"], "failed", allowed_from=("queued",), actor=actor, action="failed", why=message, reason="parse-error", error=message)
-    return LoadResult(row["id"], "failed", message=message)
-
-
-def _analyse_overlap(conn: Connection, row: dict, scratches: dict[str, str], actor: str) -> LoadResult:
-    """Hold the file as an overlap: how many of its records were loaded before, and from which files."""
-    file_id = row["id"]
-    parts = [f"SELECT r.file_id AS file_id, COUNT(*) AS n FROM {scratch} s JOIN {LAYOUTS[kind].table} r"
-             " ON r.carrier = CAST(:carrier AS VARCHAR) AND r.record_key = s.record_key GROUP BY r.file_id"
-             for kind, scratch in scratches.items()]
-    overlaps = conn.execute(text(
-        f"SELECT file_id, SUM(n) FROM ({' UNION ALL '.join(parts)}) AS hits GROUP BY file_id ORDER BY file_id"
-    ), {"carrier": row["carrier"]}).all()
-    overlaps = [(int(other), int(count)) for other, count in overlaps]
-    overlapping = sum(count for _, count in overlaps)
-    if not overlapping:  # what collided was a concurrent load that has since rolled back
-        raise DatabaseBusy(f"file #{file_id}: a concurrent load collided with it; it stays queued for a retry")
-    total = sum(conn.execute(text(f"SELECT COUNT(*) FROM {scratch}")).scalar_one() for scratch in scratches.values())
-    earlier = ", ".join(f"#{other} ({count})" for other, count in overlaps)
-    message = f"{overlapping} of {total} records were already loaded, from {earlier}"
-    catalog_files.transition(conn, file_id, "held", allowed_from=("queued",), actor=actor, action="held",
-                             why=message, reason="overlap", error=message)
-    catalog_files.add_links(conn, file_id, [catalog_files.Link(other, "overlap", count) for other, count in overlaps])
-    return LoadResult(file_id, "held", message=message)
 
 
 def _fail(app: App, file_id: int, reason: str, message: str, actor: str) -> LoadResult:

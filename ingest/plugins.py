@@ -17,6 +17,8 @@ from .errors import ConfigError
 def check_sources(config: Config) -> None:
     """Each ``[[sources]]`` entry names a known collector kind, and that collector takes its options. Raises
     ConfigError naming ``sources[i].key``."""
+    if not config.sources:  # nothing to check: the collectors (and their protocol libraries) are not imported
+        return
     from .collectors import COLLECTORS
 
     for index, source in enumerate(config.sources):

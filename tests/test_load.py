@@ -240,3 +240,31 @@ def test_decompression_limit_met_while_loading_fails_the_file(make_config):
         assert record_count(tight) == 0
     finally:
         tight.close()
+
+
+def test_a_files_spans_and_dates_are_those_of_its_records(app):
+    """The loader counts each kind's records and own dates as it inserts them; what it writes on the file is
+    what an aggregate over the file's records says (ids through the key, dates by ``record_date``)."""
+    from ingest.layouts import CALL, CHARGE
+
+    upload(app, render([record(1, UTCDateTime="2026-09-30 23:59:59"), record(2, UTCDateTime="2026-10-02 10:00:00")]),
+           "hero_cdr_20261001.csv")
+    upload(app, render([record(11, UTCDateTime="2026-10-03 08:00:00"),
+                        record(12, CallType="Line Rental", BParty="", Seconds="0", UTCDateTime="", BillDate="2026-10-15"),
+                        record(13, UTCDateTime="2026-10-01 07:00:00")], carrier="techconnections"),
+           "TC_CDR_20261001.csv")
+    assert [r.status for r in load_queued(app)] == ["loaded", "loaded"]
+    with app.catalog.read() as conn:
+        for file_id in (1, 2):
+            stored = catalog_files.get_file(conn, file_id)
+            lows, highs = [], []
+            for layout, table in ((CALL, calls), (CHARGE, charges)):
+                dates = catalog_files.record_date(conn.dialect.name, layout)
+                first, last, low, high = conn.execute(
+                    select(func.min(table.c.id), func.max(table.c.id), func.min(dates), func.max(dates))
+                    .where(table.c.file_id == file_id)).one()
+                assert (stored[f"first_{layout.kind}_id"], stored[f"last_{layout.kind}_id"]) == (first, last)
+                lows += [str(low)] if low is not None else []
+                highs += [str(high)] if high is not None else []
+            assert (str(stored["records_from"]), str(stored["records_to"])) == (min(lows), max(highs))
+    assert (str(row(app, 1)["records_from"]), str(row(app, 2)["records_to"])) == ("2026-09-30", "2026-10-15")

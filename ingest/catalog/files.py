@@ -179,6 +179,9 @@ class Loaded:
     skipped: int = 0
     dropped: int = 0
     after: dict[str, int] | None = None
+    # Per kind, what the loader counted as it inserted: (records, first own date, last own date) (ISO text). With
+    # it, a kind's span is read through the primary key alone when its ids are the ones right above ``after``.
+    counted: dict[str, tuple[int, str | None, str | None]] | None = None
 
 
 _SPAN_COLUMNS = {"call": ("first_call_id", "last_call_id"), "charge": ("first_charge_id", "last_charge_id")}
@@ -189,6 +192,27 @@ def _span_query(dialect_name: str, layout: Layout, file_id: int, after: int):
     dates = record_date(dialect_name, layout)
     return (select(func.min(table.c.id), func.max(table.c.id), func.min(dates), func.max(dates))
             .where(table.c.id > after, table.c.file_id == file_id))
+
+
+def _spans(execute, dialect_name: str, file_id: int, loaded: Loaded) -> dict[str, tuple]:
+    """Per kind of record the load inserted: (first id, last id, first own date, last own date). From what the
+    loader counted when the kind's ids are exactly those above ``after`` (the highest id is that plus the count:
+    no other load's records are among them); else one aggregate over the records. ``execute`` runs a statement
+    and gives its one row."""
+    spans = {}
+    for kind, after in (loaded.after or {}).items() if loaded.inserted else ():
+        counted = (loaded.counted or {}).get(kind)
+        if counted is not None:
+            records, low, high = counted
+            if not records:
+                continue
+            table = RECORD_TABLES[kind]
+            (last,) = execute(select(func.max(table.c.id)))
+            if last == after + records:
+                spans[kind] = (after + 1, last, low, high)
+                continue
+        spans[kind] = execute(_span_query(dialect_name, LAYOUTS[kind], file_id, after))
+    return spans
 
 
 def _loaded_values(rows: dict[str, tuple], period: str | None) -> dict[str, Any]:
@@ -207,11 +231,8 @@ def _loaded_values(rows: dict[str, tuple], period: str | None) -> dict[str, Any]
 def mark_loaded(conn: Connection, file_id: int, loaded: Loaded, *, actor: str) -> None:
     """The ``queued -> loaded`` transition on a SQLAlchemy connection, audited: the counts, the span of ids each
     kind of its records was given and its records' own dates (:func:`span_values`), from one aggregate per
-    kind over those records."""
-    rows = {}
-    if loaded.inserted:
-        for kind, after in (loaded.after or {}).items():
-            rows[kind] = conn.execute(_span_query(conn.dialect.name, LAYOUTS[kind], file_id, after)).one()
+    kind (:func:`_spans`)."""
+    rows = _spans(lambda statement: conn.execute(statement).one(), conn.dialect.name, file_id, loaded)
     period = conn.execute(select(files.c.billing_period).where(files.c.id == file_id)).scalar_one()
     values = _loaded_values(rows, period)
     transition(conn, file_id, "loaded", allowed_from=("queued",), actor=actor, action="loaded",
@@ -262,11 +283,11 @@ def mark_loaded_dbapi(cursor, file_id: int, loaded: Loaded, *, actor: str, name_
     and has checked the file is queued. Timestamps are written in the form the SQLite dialect stores
     ``UTCDateTime``. The spans and dates are one aggregate per kind, as :func:`mark_loaded` does."""
     stamp = now().replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    rows = {}
-    if loaded.inserted:
-        for kind, after in (loaded.after or {}).items():
-            _execute_dbapi(cursor, _span_query("sqlite", LAYOUTS[kind], file_id, after))
-            rows[kind] = cursor.fetchone()
+    def execute(statement):
+        _execute_dbapi(cursor, statement)
+        return cursor.fetchone()
+
+    rows = _spans(execute, "sqlite", file_id, loaded)
     _execute_dbapi(cursor, select(files.c.billing_period).where(files.c.id == file_id))
     values = _loaded_values(rows, cursor.fetchone()[0])
     period = values.get("billing_period")
