@@ -135,7 +135,7 @@ def load_file(app: App, file_id: int, *, actor: str | None = None,
     transient error (the database busy or unreachable) is raised, as a ``TransientError`` naming the file,
     which stays queued. ``progress`` is told of the load as task "loading #12 NAME" of the file's
     (decompressed) size: the bytes its parser has read and the rows handed to the database, once per batch
-    (a slow-path load, which parses the file again, reports from 0 again)."""
+    (a released file, loaded from the parse kept when it was held, reports the rows it goes through)."""
     actor = actor or app.actor
     with app.catalog.read() as conn:
         row = catalog_files.get_file(conn, file_id)
@@ -167,12 +167,12 @@ def _load_queued_row(app: App, row: dict, actor: str, on_progress: OnProgress | 
     file_id = row["id"]
     where = _label(row)
     retained: Retained | None = None
+    parse: Parsed | None = None
     root = Path(app.staging.root)
     try:
         with app.catalog.mapped_errors():
             parser = parser_for(app.config, row["carrier"])
             fingerprint = _fingerprint(row, parser)
-            parse: Parsed | None = None
             if row["released"]:  # its parse was kept when it was held: loaded from that, not parsed again
                 retained = kept_parses.kept(root, file_id, fingerprint)
                 if retained is not None and on_progress is not None:
@@ -186,6 +186,9 @@ def _load_queued_row(app: App, row: dict, actor: str, on_progress: OnProgress | 
             result = load(app, row, parser, parse, retained, actor)
             if result.status == "held":
                 kept_parses.keep(root, file_id, retained, fingerprint)
+                with app.catalog.read() as conn:  # discarded meanwhile: what was kept is not needed
+                    if catalog_files.get_file(conn, file_id)["status"] != "held":
+                        kept_parses.forget(root, file_id)
             elif result.status in ("loaded", "failed"):
                 kept_parses.forget(root, file_id)
             return result
@@ -208,6 +211,8 @@ def _load_queued_row(app: App, row: dict, actor: str, on_progress: OnProgress | 
         storable = message.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
         return _fail(app, file_id, "load-error", storable, actor)
     finally:
+        if parse is not None:  # the parsing thread stops before what it keeps is let go
+            parse.close()
         if retained is not None:
             retained.close()
 
@@ -555,10 +560,21 @@ def _load_postgres_copy(app: App, row: dict, parser: FileParser, parse: Parsed |
                 conn.exec_driver_sql(f"ANALYZE {table}")
                 keys[kind] = table
             faults.point("load.bulk-written")
-            decided = _decide(app, conn, row, parser, keys, retained, actor)
-            if isinstance(decided, LoadResult):
-                return decided
-            return _copy_records(app, conn, row, parser, _selected(decided, retained), retained, actor, decided)
+            # A load committed meanwhile may take some of the records decided on: the copy collides, and the file
+            # is decided on again (its transaction now sees that load's records).
+            for _attempt in range(3):
+                decided = _decide(app, conn, row, parser, keys, retained, actor)
+                if isinstance(decided, LoadResult):
+                    return decided
+                savepoint = conn.begin_nested()
+                try:
+                    result = _copy_records(app, conn, row, parser, _selected(decided, retained), retained, actor,
+                                           decided)
+                    savepoint.commit()
+                    return result
+                except psycopg.errors.UniqueViolation:
+                    savepoint.rollback()
+            raise DatabaseBusy(f"{_label(row)}: other loads kept colliding with it; it stays queued for a retry")
 
 
 def _copy_records(app: App, conn: Connection, row: dict, parser: FileParser, batches_of: BatchesOf,
@@ -641,6 +657,7 @@ def _streamed(parse: Parsed, retained: Retained) -> BatchesOf:
 
 def _selected(selection: _Selection, retained: Retained) -> BatchesOf:
     """The kept batches, each cut to the records the selection picked."""
+    retained.replayed = 0  # progress counts this insert's rows from the start
 
     def batches(layout: Layout, _index: int) -> Iterator[pa.RecordBatch]:
         wanted = selection.positions.get(layout.kind)

@@ -171,9 +171,20 @@ def kept(root: Path, file_id: int, fingerprint: str) -> Retained | None:
     retained.spilled = True
     retained.complete = True
     retained.rows = {kind: int(n) for kind, n in meta.get("rows", {}).items()}
+    if not all(_holds(folder / f"{kind}.arrow", rows) for kind, rows in retained.rows.items() if rows):
+        return None  # a file removed or cut short: parsed again, never loaded short
     retained.rows_dropped = int(meta.get("rows_dropped", 0))
     retained.close = lambda: None  # type: ignore[method-assign]  # what is kept stays until forgotten
     return retained
+
+
+def _holds(path: Path, rows: int) -> bool:
+    """Whether a kept IPC file is there and holds exactly ``rows`` records (read memory-mapped: no copy)."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            return sum(batch.num_rows for batch in ipc.open_stream(source)) == rows
+    except (OSError, pa.ArrowInvalid):
+        return False
 
 
 def forget(root: Path, file_id: int) -> None:

@@ -268,3 +268,52 @@ def test_a_files_spans_and_dates_are_those_of_its_records(app):
                 highs += [str(high)] if high is not None else []
             assert (str(stored["records_from"]), str(stored["records_to"])) == (min(lows), max(highs))
     assert (str(row(app, 1)["records_from"]), str(row(app, 2)["records_to"])) == ("2026-09-30", "2026-10-15")
+
+
+def test_a_load_that_slips_in_after_the_decision_makes_the_released_file_decide_again(app, monkeypatch):
+    """A released file is decided on (what is new), then inserted; a load committed in between takes one of its
+    records: the insert collides and the file is decided on again, never failed nor loaded twice."""
+    from ingest import load as load_module
+
+    upload(app, render([record(1), record(2), record(3)]), "hero_cdr_20261001.csv")
+    load_queued(app)
+    second = upload(app, render([record(3), record(4), record(2), record(5)]), "hero_cdr_20261002.csv")
+    assert [r.status for r in load_queued(app)] == ["held"]
+    admin.release(app, second.id)
+    third = upload(app, render([record(4), record(9)]), "hero_cdr_20261003.csv")
+    # SQLite decides under the write lock and inserts once it is let go; PostgreSQL decides and copies in one
+    # transaction: the other load comes between the two either way.
+    name = "_decide_sqlite" if app.catalog.is_sqlite else "_decide"
+    decide, slipped_in = getattr(load_module, name), []
+
+    def decide_then_another_load(*args, **kwargs):
+        decided = decide(*args, **kwargs)
+        if not slipped_in:
+            slipped_in.append(load_file(app, third.id))
+        return decided
+
+    monkeypatch.setattr(load_module, name, decide_then_another_load)
+    result = load_file(app, second.id)
+    assert [r.status for r in slipped_in] == ["loaded"]
+    assert (result.status, result.loaded, result.skipped) == ("loaded", 1, 3)
+    assert sorted(int(r["record_key"]) for r in admin.list_records(app, limit=0)) == [1, 2, 3, 4, 5, 9]
+    assert [r["record_key"] for r in admin.list_records(app, file_id=second.id)] == ["5"]
+
+
+def test_a_kept_parse_that_is_not_whole_is_not_used(app):
+    """A held file's kept parse with a kind's batches removed (or cut short) is not loaded from: the release
+    parses the file again, and no record is lost as "already loaded"."""
+    from pathlib import Path
+
+    upload(app, render([record(1), record(2), record(3)]), "hero_cdr_20261001.csv")
+    load_queued(app)
+    second = upload(app, render([record(3), record(4), record(2), record(5)]), "hero_cdr_20261002.csv")
+    assert [r.status for r in load_queued(app)] == ["held"]
+    kept = Path(app.staging.root) / "parsed" / str(second.id) / "call.arrow"
+    assert kept.exists()
+    kept.unlink()
+    admin.release(app, second.id)
+    [result] = load_queued(app)
+    assert (result.status, result.loaded, result.skipped) == ("loaded", 2, 2)
+    assert [r["record_key"] for r in admin.list_records(app, file_id=second.id)] == ["4", "5"]
+    assert not kept.parent.exists()  # forgotten once loaded
