@@ -550,23 +550,11 @@ def _daemon_settings(table: dict[str, Any]) -> DaemonSettings:
 # -- record formats ---------------------------------------------------------------------------------------
 
 
-def _format_engine():
-    """``ingest.formats.spec``, or None while the formats engine is not installed (transitional: until then the
-    built-in names are still accepted, for the old parsers, and no format can be parsed)."""
-    import importlib
-
-    try:
-        return importlib.import_module("ingest.formats.spec")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("ingest.formats", "ingest.formats.spec"):
-            return None
-        raise
-
-
 def _format_definitions(tables: dict[str, Any], origins: dict[str, str], path: Path) -> dict[str, FormatDefinition]:
     """The built-in formats, then the configuration's (one with a built-in's name replaces it)."""
-    engine = _format_engine()
-    builtin = engine.builtin_format_tables() if engine is not None else {name: {} for name in LEGACY_PARSERS.values()}
+    from .formats.spec import builtin_format_tables  # the grammar only: no Arrow
+
+    builtin = builtin_format_tables()
     out = {name: FormatDefinition(name, table, BUILTIN) for name, table in builtin.items()}
     for name, table in tables.items():
         if name in FILE_FORMATS:
@@ -581,12 +569,11 @@ def _format_definitions(tables: dict[str, Any], origins: dict[str, str], path: P
 def _parse_format(definition: FormatDefinition, config_path: Path) -> "FormatSpec":
     """The format parsed (``ingest.formats.spec.parse_format``); its errors name ``formats.NAME...``, after the
     included file it is defined in, if any."""
-    engine = _format_engine()
-    if engine is None:
-        raise ConfigError(definition.key, "cannot be read: the formats engine (ingest.formats) is not installed")
+    from .formats.spec import parse_format
+
     included = not definition.builtin and definition.origin != str(config_path)
     where = f"{definition.origin}: {definition.key}" if included else definition.key
-    return engine.parse_format(definition.name, definition.table, where)
+    return parse_format(definition.name, definition.table, where)
 
 
 # -- carriers -------------------------------------------------------------------------------------------------
