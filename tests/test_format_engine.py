@@ -656,3 +656,16 @@ def test_a_hook_that_does_not_load_is_a_configuration_error():
     with pytest.raises(ConfigError) as info:
         compile_format(spec_of(SIMPLE.replace('key = ["Id"]', 'key = ["Id"]\nhook = "tests.test_format_engine:nope"')))
     assert info.value.key == "formats.t.hook"
+
+
+def test_a_durations_or_an_epochs_format_names_its_unit():
+    """`{ type = "duration", format = "hh:mm:ss" }` (as the issue spells it) reads as `unit = "hh:mm:ss"`."""
+    both = spec_of(TYPES.replace('unit = "hh:mm:ss"', 'format = "hh:mm:ss"').replace('unit = "minutes"',
+                                                                                     'format = "minutes"'))
+    assert both == spec_of(TYPES)
+    epoch = spec_of('[formats.t]\n[formats.t.fields]\nstart_time = { column = "At", type = "epoch", '
+                    'format = "milliseconds" }\n')
+    assert calls(epoch, "At\n1404121212123\n")[0]["start_time"] == "2014-06-30 09:40:12"
+    assert config_error(TYPES.replace('unit = "hh:mm:ss"', 'format = "%H:%M"')).key.endswith("billed_seconds.format")
+    assert "differ" in config_error(TYPES.replace('unit = "hh:mm:ss"',
+                                                  'unit = "minutes", format = "hh:mm:ss"')).reason

@@ -376,7 +376,15 @@ def parse_field(where: str, name: str, kind: str, table: Any, decimal_separator:
         if column is None:
             raise ConfigError(f"{where}.also", "needs a column")
     fmt = table.get("format")
-    if fmt is not None:
+    if fmt is not None and ftype in UNITS:
+        # A duration's or an epoch's format is its unit: `{ type = "duration", format = "hh:mm:ss" }` reads as
+        # `unit = "hh:mm:ss"` does.
+        _choice(f"{where}.format", fmt, UNITS[ftype])
+        if table.get("unit", fmt) != fmt:
+            raise ConfigError(f"{where}.format", "give the unit once (format and unit differ)")
+        table = {**table, "unit": fmt}
+        fmt = None
+    elif fmt is not None:
         if ftype not in ("date", "datetime"):
             raise ConfigError(f"{where}.format", "only for date and datetime")
         check_strftime(f"{where}.format", fmt)
