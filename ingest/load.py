@@ -768,7 +768,9 @@ def _fail_repeated(app: App, conn: Connection, row: dict, parser: FileParser, re
 def _hold_overlap(conn: Connection, row: dict, keys: dict[str, str], actor: str) -> LoadResult | None:
     """Hold the file as an overlap if any of its keys were loaded before: how many, and from which files."""
     file_id = row["id"]
-    parts = [f"SELECT r.file_id AS file_id, COUNT(*) AS n FROM {table} s JOIN {LAYOUTS[kind].table} r"
+    # Records, not rows: a row repeated identically in the file (a format that takes it once) is one record.
+    parts = [f"SELECT r.file_id AS file_id, COUNT(DISTINCT s.record_key) AS n FROM {table} s"
+             f" JOIN {LAYOUTS[kind].table} r"
              " ON r.carrier = CAST(:carrier AS VARCHAR) AND r.record_key = s.record_key GROUP BY r.file_id"
              for kind, table in keys.items()]
     if not parts:
@@ -780,7 +782,8 @@ def _hold_overlap(conn: Connection, row: dict, keys: dict[str, str], actor: str)
     overlapping = sum(count for _, count in overlaps)
     if not overlapping:
         return None
-    total = sum(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one() for table in keys.values())
+    total = sum(conn.execute(text(f"SELECT COUNT(DISTINCT record_key) FROM {table}")).scalar_one()
+                for table in keys.values())
     earlier = ", ".join(f"#{other} ({count})" for other, count in overlaps)
     message = f"{overlapping} of {total} records were already loaded, from {earlier}"
     catalog_files.transition(conn, file_id, "held", allowed_from=("queued",), actor=actor, action="held",

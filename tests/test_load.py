@@ -317,3 +317,21 @@ def test_a_kept_parse_that_is_not_whole_is_not_used(app):
     assert (result.status, result.loaded, result.skipped) == ("loaded", 2, 2)
     assert [r["record_key"] for r in admin.list_records(app, file_id=second.id)] == ["4", "5"]
     assert not kept.parent.exists()  # forgotten once loaded
+
+
+def test_an_overlap_counts_records_not_the_rows_taken_once(app):
+    """A file repeating a row identically (taken once by its format) that overlaps an earlier file is held with
+    its records counted, not its rows; released, it loads the new one and counts the repeat as dropped."""
+    first = upload(app, render([record(1), record(2)]), "hero_cdr_20261001.csv")
+    load_queued(app)
+    second = upload(app, render([record(2), record(2), record(3)]), "hero_cdr_20261002.csv")
+    [result] = load_queued(app)
+    stored = row(app, second.id)
+    assert (result.status, stored["reason"]) == ("held", "overlap")
+    assert stored["error"] == f"1 of 2 records were already loaded, from #{first.id} (1)"
+    [link] = admin.show(app, second.id)["potential_duplicates"]
+    assert (link["id"], link["records"]) == (first.id, 1)
+    admin.release(app, second.id)
+    [result] = load_queued(app)
+    assert (result.status, result.loaded, result.skipped) == ("loaded", 1, 1)
+    assert row(app, second.id)["records_dropped"] == 1
