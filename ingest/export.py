@@ -77,9 +77,17 @@ def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], out: Te
     written = 0
     plain = _AS_IS  # None is written empty by the csv module itself
     for row in rows:
-        writer.writerow([v if type(v) in plain else exact(v) for v in values(row)])
+        writer.writerow([v if type(v) in plain else _cell(v) for v in values(row)])
         written += 1
     return written
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: :func:`exact`, with an object or a list as its compact JSON text (a record's ``extra``)."""
+    value = exact(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return value
 
 
 def write_json_lines(items: Iterable[Mapping[str, Any]], out: TextIO) -> int:

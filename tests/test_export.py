@@ -129,6 +129,7 @@ def test_records_json_is_one_object_per_line(run, catalog):
     assert len(lines) == 4
     objects = [json.loads(line) for line in lines]
     assert all(tuple(o) == CALL.columns for o in objects)
+    assert objects[0]["extra"]["TextDesc2"] == "Spark, mobile"  # an object, not its text
     [fee] = [json.loads(line) for line in run("records", "--json", "--type", "sdr").splitlines()]
     assert tuple(fee) == CHARGE.columns
     assert (fee["product_code"], fee["charge_date"], fee["cost_incl"], fee["cost"], fee["quantity"]) == (

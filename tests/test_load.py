@@ -63,7 +63,7 @@ def test_upload_loads_typed_values_for_every_layout_and_format(app, carrier, fmt
     assert first["bill_date"] == date(2026, 10, 1)
     assert first["local_time"] == "12:59:58"
     assert first["a_number"] == "0016491234567" and first["release_cause"] == "0017"
-    assert first["billed_seconds"] == 120 and json.loads(first["extra"])["TextDesc2"] == 'Spark, "mobile"'
+    assert first["billed_seconds"] == 120 and first["extra"]["TextDesc2"] == 'Spark, "mobile"'
     assert first["position"] == 1
     if carrier == "techconnections":
         # The line rental is a charge: its number, product and costs (tax excluded and included).

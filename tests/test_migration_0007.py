@@ -14,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select, text, type_coerce
 from sqlalchemy.exc import IntegrityError
 
 from ingest.catalog import schema
@@ -205,8 +205,10 @@ EXPECTED_CHARGES = {
 
 
 def _rows(conn, table) -> dict[int, dict]:
+    """Every row by id, ``extra`` as its stored text (its exact order and escaping are what is checked)."""
+    columns = [type_coerce(c, sa.Text).label(c.name) if c.name == "extra" else c for c in table.c]
     return {row["id"]: {k: v for k, v in row.items() if k != "id"}
-            for row in conn.execute(select(table).order_by(table.c.id)).mappings()}
+            for row in conn.execute(select(*columns).order_by(table.c.id)).mappings()}
 
 
 # --- tests --------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -84,6 +85,23 @@ class Money(TypeDecorator[Decimal]):
 
     def process_result_value(self, value, dialect):
         return money_decimal(value) if value is not None else None
+
+
+class Columns(TypeDecorator[dict]):
+    """A record's ``extra``: the columns its format did not map, by name. Stored as a JSON object's text (TEXT,
+    compact, in the file's column order: what the parser wrote, so a load never touches it); read back as a
+    dict in that order, so the JSON outputs carry an object, and the CSV output its JSON text."""
+
+    impl = Text()
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def process_result_value(self, value, dialect):
+        return json.loads(value) if value is not None else None
 
 
 # Record keys and carrier names compare byte for byte: on PostgreSQL the "C" collation makes the unique index a
@@ -189,7 +207,7 @@ def record_table(layout: Layout) -> Table:
         Column("record_key", Key, nullable=False),
         Column("position", BigInteger, nullable=False),
         *(Column(f.name, _COLUMN_TYPES[f.kind](), nullable=not f.required) for f in layout.fields),
-        Column("extra", Text),
+        Column("extra", Columns()),
         UniqueConstraint("carrier", "record_key"),
     )
 
