@@ -387,7 +387,6 @@ def _load_sqlite_direct(app: App, row: dict, parser: FileParser, batches_of: "Ba
     layouts = _kinds(parser)
     counter = _Counter()
     constants = (row["id"], row["carrier"])
-    skipped, dropped = (selection.skipped, selection.dropped) if selection is not None else (0, 0)
     try:
         with app.catalog.exclusive(), adbc_sqlite.connect(app.catalog.sqlite_path, autocommit=True) as conn:
             with conn.cursor() as cur:
@@ -416,13 +415,12 @@ def _load_sqlite_direct(app: App, row: dict, parser: FileParser, batches_of: "Ba
                         raise
                     faults.point("load.bulk-written")
                     faults.point("load.inserted")
-                    loaded = catalog_files.Loaded(counter.rows, skipped, retained.rows_dropped + dropped, after,
-                                                  counter.counted)
+                    loaded = counter.loaded(retained, after, selection)
                     catalog_files.mark_loaded_dbapi(cur, row["id"], loaded, actor=actor,
                                                     name_identifies=_name_identifies(app, row))
                     faults.point("load.before-commit")
                     cur.execute("COMMIT")
-                    return LoadResult(row["id"], "loaded", counter.rows, skipped)
+                    return LoadResult(row["id"], "loaded", loaded.inserted, loaded.skipped)
                 except BaseException:
                     try:
                         cur.execute("ROLLBACK")
@@ -447,12 +445,20 @@ class _Counter:
     only as a stream error)."""
 
     def __init__(self) -> None:
-        self.rows = 0
         self.counted: dict[str, tuple[int, str | None, str | None]] = {}
         self.failure: list[BaseException] = []
 
+    @property
+    def rows(self) -> int:
+        return sum(records for records, _low, _high in self.counted.values())
+
+    def loaded(self, retained: Retained, after: dict[str, int], selection: "_Selection | None") -> catalog_files.Loaded:
+        """What the load put in, for ``catalog_files.mark_loaded``: the rows counted, and what the parse and the
+        ``selection`` (a decision on a file that collided or was released) left out."""
+        skipped, dropped = (selection.skipped, selection.dropped) if selection is not None else (0, 0)
+        return catalog_files.Loaded(self.rows, skipped, retained.rows_dropped + dropped, after, self.counted)
+
     def count(self, layout: Layout, batch: pa.RecordBatch) -> None:
-        self.rows += batch.num_rows
         records, low, high = self.counted.get(layout.kind, (0, None, None))
         dates = pc.min_max(own_dates(layout, batch)).as_py() if batch.num_rows else {"min": None, "max": None}
         low = min(filter(None, (low, dates["min"])), default=None)
@@ -591,9 +597,7 @@ def _copy_records(app: App, conn: Connection, row: dict, parser: FileParser, bat
               counter=counter)
     faults.point("load.bulk-written")
     faults.point("load.inserted")
-    skipped, dropped = (selection.skipped, selection.dropped) if selection is not None else (0, 0)
-    loaded = catalog_files.Loaded(counter.rows, skipped, retained.rows_dropped + dropped, after, counter.counted)
-    return _loaded(app, conn, row, loaded, actor)
+    return _loaded(app, conn, row, counter.loaded(retained, after, selection), actor)
 
 
 def _copy(conn: Connection, table: str, layout: Layout, batches: Iterator[pa.RecordBatch], constants: tuple = (),
