@@ -23,7 +23,7 @@ file an admin released loads only the records not loaded before, and records how
 
 from __future__ import annotations
 
-import io
+import array
 import logging
 import queue
 import threading
@@ -34,7 +34,6 @@ from typing import Callable, Iterator, NoReturn
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
@@ -52,7 +51,6 @@ from .staging import OnProgress, ProgressFactory, ProgressReader
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 65536
 CONSTANTS = ("file_id", "carrier")
 Parsed = Iterator[tuple[Layout, pa.RecordBatch]]
 
@@ -560,7 +558,8 @@ def _load_postgres_copy(app: App, row: dict, parser: FileParser, parse: Parsed |
                 table = f"cdr_keys_{kind}"
                 conn.exec_driver_sql(f'CREATE TEMP TABLE {table} (record_key TEXT COLLATE "C", position BIGINT)'
                                      " ON COMMIT DROP")
-                _copy_columns(conn, table, KEY_COLUMNS, (batch.select(KEY_COLUMNS) for batch in retained.replay(kind)))
+                _copy_columns(conn, table, KEY_COLUMNS, ("text", "int"),
+                              (batch.select(KEY_COLUMNS) for batch in retained.replay(kind)))
                 # Autovacuum never analyses a TEMP table: without statistics the planner joins it to the records in
                 # a nested loop, quadratic in the rows (a 45,000-record overlap took minutes; analysed, a second).
                 conn.exec_driver_sql(f"ANALYZE {table}")
@@ -604,36 +603,117 @@ def _copy(conn: Connection, table: str, layout: Layout, batches: Iterator[pa.Rec
           counter: "_Counter | None" = None) -> None:
     """COPY a layout's batches into ``table`` on the connection's transaction, each counted by ``counter`` if
     given. Leading ``constants`` (file id, carrier) fill the first columns of every row."""
-    utc = [name for name in layout.parsed_columns if layout.kind_of(name) == "utc"]
 
-    def prepared() -> Iterator[pa.RecordBatch]:
+    def counted() -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            if counter is not None:
-                counter.count(layout, batch)
-            batch = _zoned(batch, utc)
-            yield _with_constants(batch, constants) if constants else batch
+            counter.count(layout, batch)
+            yield batch
 
-    _copy_columns(conn, table, (*CONSTANTS[: len(constants)], *layout.parsed_columns), prepared())
+    names = (*CONSTANTS[: len(constants)], *layout.parsed_columns)
+    kinds = tuple(layout.kind_of(name) for name in layout.parsed_columns)
+    _copy_columns(conn, table, names, kinds, counted() if counter is not None else batches, constants)
 
 
-def _copy_columns(conn: Connection, table: str, columns: tuple[str, ...], batches: Iterator[pa.RecordBatch]) -> None:
-    """COPY the batches (as CSV, written by Arrow) into ``columns`` of ``table`` on the connection's transaction."""
+def _copy_columns(conn: Connection, table: str, columns: tuple[str, ...], kinds: tuple[str, ...],
+                  batches: Iterator[pa.RecordBatch], constants: tuple = ()) -> None:
+    """COPY the batches (their columns of ``kinds``, see ``ingest.layouts``) into ``columns`` of ``table`` on the
+    connection's transaction, after the ``constants`` (an int or a text each), in PostgreSQL's binary format
+    built by Arrow kernels (:func:`_binary_rows`): the server parses no text (on 1M Hero rows, 0.5 to 1 s less
+    of its time than CSV), and a UTC time is an instant, not text read in the session's time zone. Each batch is
+    sent as it is built: building one takes a few milliseconds, less than the server takes over the one before
+    it (a sending thread, psycopg's ``QueuedLibpqWriter``, bought nothing measurable and held 120 MiB more)."""
     cursor = conn.connection.driver_connection.cursor()
-    options = pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=BATCH_ROWS)
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+    head = pa.scalar(_binary_constants(len(constants) + len(kinds), constants), pa.binary())
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
+    with cursor.copy(statement) as copy:
+        copy.write(_COPY_SIGNATURE)
         for batch in batches:
-            sink = io.BytesIO()
-            pacsv.write_csv(batch, sink, options)
-            copy.write(sink.getbuffer())
+            for part in _parts(batch):
+                copy.write(_binary_rows(head, part, kinds))
+        copy.write(_COPY_TRAILER)
 
 
-def _zoned(batch: pa.RecordBatch, utc: list[str]) -> pa.RecordBatch:
-    """The batch with every UTC time stating its zone ('YYYY-MM-DD HH:MM:SS+00'): PostgreSQL reads a time
-    without one in the session's time zone, which the server, the database or the role may set."""
-    for name in utc:
-        index = batch.schema.get_field_index(name)
-        batch = batch.set_column(index, name, pc.binary_join_element_wise(batch.column(index), "+00", ""))
-    return batch
+# PostgreSQL's binary COPY (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4): a signature, no
+# flags, no header extension; each row its field count (int16), then each field as its length (int32, -1: NULL)
+# and its bytes, all integers big-endian: bigint 8 bytes, date the days since 2000-01-01 (int32), timestamptz the
+# microseconds since 2000-01-01 00:00 UTC (int64), text its UTF-8 bytes; a trailer of -1 (int16).
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_PG_EPOCH_MICROSECONDS = 946_684_800_000_000  # 2000-01-01 00:00 UTC, from 1970
+_PG_EPOCH_DAYS = 10_957
+_NULL_FIELD = b"\xff\xff\xff\xff"
+_MAX_PART_BYTES = 256 << 20  # a batch's rows are built into one Arrow binary array: far below its 2 GiB bound
+
+
+def _binary_constants(fields: int, constants: tuple) -> bytes:
+    """The start of every row: its field count and the ``constants`` as binary fields."""
+    head = fields.to_bytes(2, "big")
+    for value in constants:
+        data = value.to_bytes(8, "big", signed=True) if isinstance(value, int) else value.encode()
+        head += len(data).to_bytes(4, "big") + data
+    return head
+
+
+def _parts(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """The batch, in slices small enough for :func:`_binary_rows` (one slice, but for huge rows)."""
+    if not batch.num_rows:
+        return
+    if batch.nbytes <= _MAX_PART_BYTES or batch.num_rows == 1:
+        yield batch
+        return
+    half = batch.num_rows // 2
+    yield from _parts(batch.slice(0, half))
+    yield from _parts(batch.slice(half))
+
+
+def _binary_rows(head: pa.Scalar, batch: pa.RecordBatch, kinds: tuple[str, ...]) -> pa.Buffer:
+    """The batch's rows in binary COPY format, each starting with ``head``: every field's length and bytes built
+    column by column, then joined row by row (``binary_join_element_wise``) into one buffer."""
+    pieces = [head]
+    for column, kind in zip(batch.columns, kinds):
+        pieces += _binary_field(column, kind)
+    rows = pc.binary_join_element_wise(*pieces, b"")
+    offsets = rows.buffers()[1]
+    start, end = (int.from_bytes(offsets[4 * i: 4 * i + 4], "little", signed=True)
+                  for i in (rows.offset, rows.offset + len(rows)))
+    return rows.buffers()[2].slice(start, end - start)
+
+
+def _binary_field(values: pa.Array, kind: str) -> list:
+    """One column as binary COPY fields: the arrays (or scalar) that, joined row by row, give each row's field."""
+    if values.null_count == len(values):
+        return [pa.scalar(_NULL_FIELD, pa.binary())]
+    if kind == "text":
+        lengths = pc.binary_length(values)
+        if values.null_count:
+            lengths, values = pc.fill_null(lengths, -1), pc.fill_null(values, "")
+        return [_big_endian(lengths, 4), values.cast(pa.binary())]
+    if kind in ("int", "money"):
+        numbers, width = values, 8
+    elif kind == "utc":  # 'YYYY-MM-DD HH:MM:SS', UTC
+        stamps = pc.cast(values, pa.timestamp("us")).view(pa.int64())
+        numbers, width = pc.subtract(stamps, _PG_EPOCH_MICROSECONDS), 8
+    elif kind == "date":  # 'YYYY-MM-DD'
+        days = pc.cast(values, pa.date32()).view(pa.int32())
+        numbers, width = pc.subtract(days, pa.scalar(_PG_EPOCH_DAYS, pa.int32())), 4
+    else:
+        raise ValueError(f"no binary COPY for a {kind} column")
+    fields = pc.binary_join_element_wise(pa.scalar(width.to_bytes(4, "big"), pa.binary()),
+                                         _big_endian(numbers, width), b"")
+    if values.null_count:
+        fields = pc.if_else(pc.is_valid(values), fields, pa.scalar(_NULL_FIELD, pa.binary()))
+    return [fields]
+
+
+def _big_endian(numbers: pa.Array, width: int) -> pa.Array:
+    """Integers (int32 or int64, by ``width`` in bytes) as big-endian binary values of ``width`` bytes; a null's
+    bytes are whatever its slot holds (the caller replaces it)."""
+    swapped = array.array("i" if width == 4 else "q")
+    if numbers.type.bit_width != 8 * width or swapped.itemsize != width:
+        raise TypeError(f"{numbers.type} is no {width}-byte integer")
+    swapped.frombytes(numbers.buffers()[1].slice(numbers.offset * width, len(numbers) * width))
+    swapped.byteswap()
+    return pa.Array.from_buffers(pa.binary(width), len(numbers), [None, pa.py_buffer(swapped)]).cast(pa.binary())
 
 
 # ---------------------------------------------------------------------------------------------------
