@@ -51,6 +51,24 @@ class App:
 
         return Staging(self.config.staging_dir, self.config.limits)
 
+    def file_loaded(self, file_id: int, actor: str | None = None) -> None:
+        """What follows a file's committed load: the charges no allocation has looked at (this file's among them)
+        are allocated (:func:`ingest.billing.allocation.allocate_pending`), so that a new charge file shows in
+        ``cdr charges`` where each charge went. Its failure never fails the load, which is committed: it is
+        logged, and the next load, ``cdr charges allocate-new``, a rematch or the billing run takes those charges
+        (each allocates every charge without an allocation)."""
+        import logging
+
+        from .billing.allocation import allocate_pending
+        from .catalog.db import first_line
+
+        log = logging.getLogger("ingest.billing")
+        try:
+            allocate_pending(self, actor=actor)
+        except Exception as exc:  # the load stands whatever happens here
+            log.debug("allocation after loading file %s failed", file_id, exc_info=True)
+            log.warning("file %s loaded; allocating its charges is postponed: %s", file_id, first_line(exc))
+
     def close(self) -> None:
         if "catalog" in self.__dict__:
             self.catalog.dispose()

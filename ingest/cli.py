@@ -994,6 +994,12 @@ def init_command(directory: Path, force: bool):
     click.echo(f"next: {done.next_command}")
 
 
+# The commands of customer data and billing (ingest.billing), in their own modules; they use the helpers above.
+from .commands import bill as _bill_commands  # noqa: E402,F401
+from .commands import charges as _charges_commands  # noqa: E402,F401
+from .commands import customers as _customer_commands  # noqa: E402,F401
+
+
 def main() -> None:
     cli(prog_name="cdr")
 

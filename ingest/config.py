@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 # The shared vocabulary lives in ingest.core; imported from here too, as before.
 from .core import CADENCES, FILE_FORMATS, FILE_TYPES, FORMATS, STATUSES, Classification  # noqa: F401
+from .billing.tariffs import Tariff, parse_tariffs
 from .errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:  # the engine is imported when a format is first parsed: loading a configuration stays light
@@ -92,6 +93,10 @@ class CarrierSpec:
     default_type: str = "cdr"
     rules: tuple[FileRule, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # no carrier takes options any more; kept empty
+    # ``[carriers.NAME.products]``: the carrier's product codes and the transaction type each is (allocation).
+    products: dict[str, str] = field(default_factory=dict)
+    # The wholesale tariff pricing what this carrier's records are expected to cost (a margin check), if any.
+    wholesale_tariff: str | None = None
 
     def classify(self, name: str) -> Classification | None:
         """The first rule that matches ``name`` (tried without a trailing .gz/.zip too)."""
@@ -234,6 +239,14 @@ class FormatDefinition:
 
 
 @dataclass(frozen=True)
+class BillingSettings:
+    """``[billing]``: ``currency``, the ISO 4217 code of amounts whose record names none (Hero's and Tech
+    Connections' files do not)."""
+
+    currency: str = "GBP"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path  # the file in use, absolute
     database_url: str
@@ -250,6 +263,9 @@ class Config:
     create_database_folder: bool = False
     # Every record format by name, unparsed: the built-in ones, replaced or joined by the configuration's.
     format_definitions: dict[str, FormatDefinition] = field(default_factory=dict, repr=False)
+    # ``[tariffs.NAME]`` (ingest.billing.tariffs), retail and wholesale, by name.
+    tariffs: dict[str, "Tariff"] = field(default_factory=dict)
+    billing: BillingSettings = BillingSettings()
     # Parsed and compiled formats by name, filled as each is first asked for (load_config parses the
     # configuration's own at once). Not init fields: dataclasses.replace() starts with empty ones.
     _specs: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -404,7 +420,7 @@ def _merge_includes(raw: dict[str, Any], path: Path, format_origins: dict[str, s
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise ConfigError("include", "must be a list of file patterns")
     merged = {}
-    for section, what in (("carriers", "carrier"), ("formats", "format")):
+    for section, what in (("carriers", "carrier"), ("formats", "format"), ("tariffs", "tariff")):
         merged[section] = raw.setdefault(section, {})
         if not isinstance(merged[section], dict):
             raise ConfigError(section, f"must be a table of {what} tables")
@@ -415,11 +431,11 @@ def _merge_includes(raw: dict[str, Any], path: Path, format_origins: dict[str, s
             raise ConfigError("include", f"{pattern!r} matches no file beside {path}")
         for included in matches:
             extra = _read_toml(Path(included))
-            unknown = set(extra) - {"carriers", "formats"}
+            unknown = set(extra) - {"carriers", "formats", "tariffs"}
             if unknown:
                 raise ConfigError(f"{included}: {sorted(unknown)[0]}",
-                                  "an included file may only define [carriers.*] and [formats.*]")
-            for section in ("carriers", "formats"):
+                                  "an included file may only define [carriers.*], [formats.*] and [tariffs.*]")
+            for section in ("carriers", "formats", "tariffs"):
                 tables = extra.get(section, {})
                 if not isinstance(tables, dict):
                     raise ConfigError(f"{included}: {section}", "must be a table of tables")
@@ -434,7 +450,8 @@ def _merge_includes(raw: dict[str, Any], path: Path, format_origins: dict[str, s
 
 def _build(raw: dict[str, Any], path: Path, env: dict[str, str], format_origins: dict[str, str] | None = None
            ) -> Config:
-    _only(raw, "", {"database", "staging", "intake", "carriers", "formats", "sources", "smtp", "daemon"})
+    _only(raw, "", {"database", "staging", "intake", "carriers", "formats", "sources", "smtp", "daemon", "tariffs",
+                    "billing"})
     base = path.parent
     database = _table(raw, "database")
     _only(database, "database", {"url"})
@@ -466,6 +483,19 @@ def _build(raw: dict[str, Any], path: Path, env: dict[str, str], format_origins:
 
     definitions = _format_definitions(_table(raw, "formats"), format_origins or {}, path)
     carriers = {name: _carrier(name, table, definitions) for name, table in _table(raw, "carriers").items()}
+    tariffs = parse_tariffs(_table(raw, "tariffs"))
+    for carrier in carriers.values():
+        if carrier.wholesale_tariff is not None:
+            chosen = tariffs.get(carrier.wholesale_tariff)
+            if chosen is None or not chosen.wholesale:
+                wholesale = ", ".join(name for name, t in tariffs.items() if t.wholesale) or "none"
+                raise ConfigError(f"carriers.{carrier.name}.wholesale_tariff", f"{carrier.wholesale_tariff!r} is not "
+                                                                                 f"a wholesale tariff (wholesale ones: {wholesale})")
+    billing = _table(raw, "billing")
+    _only(billing, "billing", {"currency"})
+    currency = _str(billing, "billing.currency", BillingSettings.currency)
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ConfigError("billing.currency", f"{currency!r} is not an ISO 4217 code (three capital letters)")
 
     sources_raw = raw.get("sources", [])
     if not isinstance(sources_raw, list):
@@ -499,6 +529,8 @@ def _build(raw: dict[str, Any], path: Path, env: dict[str, str], format_origins:
         database_url_origin=origin,
         create_database_folder=create_folder,
         format_definitions=definitions,
+        tariffs=tariffs,
+        billing=BillingSettings(currency=currency),
     )
     # A mistake in a format the configuration defines fails at start: each is parsed now. The built-in ones (tested
     # with the engine) are parsed when first asked for, so that loading the configuration stays light.
@@ -583,7 +615,8 @@ def _carrier(name: str, table: Any, formats: dict[str, FormatDefinition]) -> Car
     key = f"carriers.{name}"
     if not isinstance(table, dict):
         raise ConfigError(key, "must be a table")
-    _only(table, key, {"parser", "same_name_rule", "format", "file_format", "default_type", "files", "options"})
+    _only(table, key, {"parser", "same_name_rule", "format", "file_format", "default_type", "files", "options",
+                       "products", "wholesale_tariff"})
     same_name = table.get("same_name_rule", False)
     if not isinstance(same_name, bool):
         raise ConfigError(f"{key}.same_name_rule", "must be true or false")
@@ -606,9 +639,15 @@ def _carrier(name: str, table: Any, formats: dict[str, FormatDefinition]) -> Car
     if not isinstance(files, list):
         raise ConfigError(f"{key}.files", "must be an array of tables ([[carriers.NAME.files]])")
     rules = tuple(_rule(f"{key}.files[{i}]", entry) for i, entry in enumerate(files))
+    products = table.get("products", {})
+    if not isinstance(products, dict) or not all(isinstance(v, str) and v for v in products.values()):
+        raise ConfigError(f"{key}.products", 'must map product codes to transaction types: "CODE" = "line-rental"')
+    wholesale_tariff = table.get("wholesale_tariff")
+    if wholesale_tariff is not None:
+        wholesale_tariff = _str(table, f"{key}.wholesale_tariff", None)
     return CarrierSpec(
         name=name, format=record_format, same_name_rule=same_name, file_format=file_format,
-        default_type=default_type, rules=rules,
+        default_type=default_type, rules=rules, products=dict(products), wholesale_tariff=wholesale_tariff,
     )
 
 

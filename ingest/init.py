@@ -81,6 +81,25 @@ _FOOTER = """\
 # [smtp]                                     # the inbound listener `cdr daemon` runs: cdrs@, cdrs+<carrier>@
 # domain = "billing.example.com"
 # port = 2525
+
+# ---------------------------------------------------------------------------------------------------------
+# Billing (README "Billing"): tariffs your customers name in their `tariff` column; amounts are strings so
+# that they are exact; the most specific matching rate wins. A carrier maps its product codes to transaction
+# types with [carriers.NAME.products] "CODE" = "line-rental".
+# ---------------------------------------------------------------------------------------------------------
+# [billing]
+# currency = "GBP"                           # of records that name none
+#
+# [tariffs.standard]
+# [[tariffs.standard.fixed]]                 # charges: fixed | pro-rata | markup
+# transaction_type = "line-rental"
+# charge = "pro-rata"
+# amount = "12.00"
+# [[tariffs.standard.usage]]                 # calls: per_minute (with increments) or markup_percent
+# call_type = "Mobile"
+# per_minute = "0.15"
+# increment_seconds = 60
+# minimum_seconds = 60
 """
 
 

@@ -142,6 +142,8 @@ def load_file(app: App, file_id: int, *, actor: str | None = None,
     on_progress = progress(f"loading #{row['id']} {row['name']}", row["size"]) if progress else None
     result = _load_queued_row(app, row, actor, on_progress)
     _log_outcome(row, result)
+    if result.status == "loaded":
+        app.file_loaded(file_id, actor)
     return result
 
 

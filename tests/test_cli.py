@@ -15,7 +15,11 @@ from tests.records import record, render
 
 COMMANDS = ["upload", "files", "show", "release", "discard", "retry", "records", "load", "watch", "collect",
             "status", "daemon", "feed", "feed backfill", "init", "doctor", "cat", "compare", "formats", "formats list",
-            "formats check"]
+            "formats check",
+            "customers", "customers import", "customers list", "numbers", "numbers import", "numbers list",
+            "features", "features import", "features list", "references", "references import", "references list",
+            "charges", "charges allocate", "charges allocate-new", "charges rematch", "calls", "calls unmatched",
+            "bill", "bill run", "bill report", "bill lock", "bill export", "bill list"]
 
 
 @pytest.fixture

@@ -230,7 +230,7 @@ def test_an_included_file_may_define_formats_but_not_twice(tmp_path):
     (tmp_path / "more" / "b.toml").write_text("[carriers.b]\nsame_name_rule = 1\n[database]\nurl = 'x'\n")
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, 'include = ["more/*.toml"]\n', carriers=False), env={})
-    assert "may only define [carriers.*] and [formats.*]" in caught.value.reason
+    assert "may only define [carriers.*], [formats.*] and [tariffs.*]" in caught.value.reason
 
 
 # -- formats parsed (needs the formats engine, ingest.formats) ------------------------------------------------

@@ -91,3 +91,20 @@ def test_an_installation_without_the_source_tree_takes_the_carriers_pyproject_in
     with pytest.raises(PermanentError, match="built-in carrier definitions are not installed"):
         ingest.init.init(tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_the_commented_billing_example_reads_once_uncommented(tmp_path):
+    """The Billing block `cdr init` writes, its comment marks taken away, is a configuration that loads."""
+    site = tmp_path / "site"
+    done = run_cdr("init", str(site), cwd=unrelated_dir(tmp_path), env=isolated_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    config = site / "cdr.toml"
+    text = config.read_text()
+    block = text[text.index("# [billing]"):]
+    config.write_text(text[:text.index("# [billing]")] + "".join(
+        line[2:] + "\n" if line.startswith("# ") else line + "\n" for line in block.splitlines()))
+    loaded = load_config(config, env={})
+    assert loaded.billing.currency == "GBP"
+    [fixed] = loaded.tariffs["standard"].fixed
+    [usage] = loaded.tariffs["standard"].usage
+    assert (fixed.charge, str(fixed.amount), usage.increment_seconds) == ("pro-rata", "12.00", 60)

@@ -5,6 +5,10 @@
 - ``file_events``: the audit trail: every status change with who, when and why.
 - ``calls`` and ``charges``: the loaded records, in the layouts of :mod:`ingest.layouts`, each unique by carrier
   and record key.
+- Customer data (``accounts``, ``numbers``, ``features``, ``carrier_references``), where each charge was allocated
+  (``charge_allocations``), billing runs with their lines and exceptions (``bill_runs``, ``bill_lines``,
+  ``bill_exceptions``), what locked runs billed (``billed_sources``) and the audit of all that
+  (``billing_events``): :mod:`ingest.billing`.
 """
 
 from __future__ import annotations
@@ -297,4 +301,169 @@ mail_messages = Table(
     Column("files", Integer, nullable=False),
     Column("taken_at", UTCDateTime, nullable=False),
     Index(None, "source", "message_key"),
+)
+
+
+# -- Customer data and billing (migration 0008; ``ingest.billing``) --------------------------------------------
+# Customer data is imported from CSV (``cdr customers|numbers|features|references import``) and upserted by its
+# natural key. Dates are whole days; ``valid_to`` is the last day (inclusive), NULL while open.
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account", Key, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("tariff", String),  # a [tariffs.NAME] retail tariff; NULL: nothing of the account's is priced
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A number belongs to one account at a time: the import refuses overlapping validity for one number (checked in
+# the import's transaction, which holds the table's write lock).
+numbers = Table(
+    "numbers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("number", Key, nullable=False),
+    Column("account", Key, ForeignKey("accounts.account"), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date),
+    Column("number_type", String),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("number", "valid_from"),
+    Index(None, "account"),
+)
+
+# ``number`` is '' for a feature of the whole account (so that the natural key is unique on both databases,
+# where NULLs in a unique key never collide); the library shows it as None.
+features = Table(
+    "features",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account", Key, ForeignKey("accounts.account"), nullable=False),
+    Column("number", Key, nullable=False, default=""),
+    Column("feature", String, nullable=False),
+    Column("quantity", Money(), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account", "number", "feature", "valid_from"),
+)
+
+# How a carrier names a customer in its files (a charge's ``customer_reference``).
+carrier_references = Table(
+    "carrier_references",
+    metadata,
+    Column("carrier", Key, primary_key=True),
+    Column("reference", Key, primary_key=True),
+    Column("account", Key, ForeignKey("accounts.account"), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A charge (carrier transaction) and where it was allocated: one row per charge once allocation has looked at
+# it. ``status``: unallocated (``reason`` says why: unknown-product, no-reference, unknown-number,
+# unknown-reference, conflict), auto, manual. ``transaction_type``: its product code mapped by the carrier's
+# [carriers.NAME.products]; ``feature_id``: the account's (and number's) feature of that type valid in its
+# period, when there is one. A charge without a row has not been looked at yet (allocation takes it next).
+charge_allocations = Table(
+    "charge_allocations",
+    metadata,
+    Column("charge_id", Id, ForeignKey("charges.id"), primary_key=True),
+    Column("status", String, nullable=False),
+    Column("reason", String),
+    Column("transaction_type", String),
+    Column("account", Key),
+    Column("number", Key),
+    Column("feature_id", Id),
+    Column("allocated_at", UTCDateTime, nullable=False),
+    Column("actor", String, nullable=False),
+    Index(None, "status"),
+    Index(None, "account"),
+)
+
+# The audit trail of customer data and billing: imports, manual allocations, rematches, runs built and locked.
+billing_events = Table(
+    "billing_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("subject", String, nullable=False),  # customers, numbers, features, references, charge, run
+    Column("subject_id", String),
+    Column("action", String, nullable=False),
+    Column("detail", Text),
+    Index(None, "subject", "subject_id"),
+)
+
+# Billing runs: one per period (``YYYY-MM``), a draft until locked. A draft is rebuilt in place; a locked run
+# never changes.
+bill_runs = Table(
+    "bill_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("period", String(7), nullable=False, unique=True),
+    Column("cutoff", Date),
+    Column("status", String, nullable=False),  # draft | locked
+    Column("built_at", UTCDateTime, nullable=False),
+    Column("built_by", String, nullable=False),
+    Column("locked_at", UTCDateTime),
+    Column("locked_by", String),
+)
+
+# A run's billing transactions: one per source record (a charge or a call), priced.
+bill_lines = Table(
+    "bill_lines",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # No foreign key: a per-row check costs the run's bulk insert about a third of its time on PostgreSQL; the
+    # run's own transaction, which holds its bill_runs row, is the only writer of its lines.
+    Column("run_id", Id, nullable=False),
+    Column("source_kind", String, nullable=False),  # charge | call
+    Column("source_id", BigInteger, nullable=False),
+    Column("file_id", BigInteger, nullable=False),
+    Column("carrier", Key, nullable=False),
+    Column("account", Key, nullable=False),
+    Column("number", Key),
+    Column("item_date", Date, nullable=False),
+    Column("late", Boolean, nullable=False),
+    Column("item_type", String),  # the charge's transaction type, the call's call type
+    Column("description", Text),
+    Column("quantity", Money(), nullable=False),  # a charge's quantity; 1 for a call
+    Column("seconds", BigInteger),  # a call's billed seconds, after the rate's minimum and increment
+    Column("currency", String),
+    Column("retail", Money(), nullable=False),
+    Column("cost", Money(), nullable=False),
+    Column("expected_cost", Money()),
+    Column("margin", Money(), nullable=False),
+    Column("rate", String),  # which tariff rate priced it ("standard.fixed[0]")
+    UniqueConstraint("run_id", "source_kind", "source_id"),
+    Index(None, "source_kind", "source_id"),
+)
+
+# What a run could not bill, kept with the run so its report stays as it was built: unallocated charges,
+# unmatched calls, no-rate items (charges or calls no rate of the account's tariff matched).
+bill_exceptions = Table(
+    "bill_exceptions",
+    metadata,
+    Column("run_id", Id, ForeignKey("bill_runs.id"), primary_key=True),
+    Column("source_kind", String, primary_key=True),
+    Column("source_id", BigInteger, primary_key=True),
+    Column("file_id", BigInteger, nullable=False),
+    Column("carrier", Key, nullable=False),
+    Column("exception", String, nullable=False),  # unallocated | unmatched | no-rate
+    Column("reason", String),
+    Column("account", Key),
+    Column("number", Key),
+    Column("item_date", Date, nullable=False),
+    Column("cost", Money()),
+    Column("currency", String),
+)
+
+# Each source record a locked run billed: the database's own guarantee that nothing is billed twice (locking a
+# run inserts its lines' sources here; a source already here fails the lock).
+billed_sources = Table(
+    "billed_sources",
+    metadata,
+    Column("source_kind", String, primary_key=True),
+    Column("source_id", BigInteger, primary_key=True),
+    Column("run_id", Id, ForeignKey("bill_runs.id"), nullable=False),
 )
