@@ -589,9 +589,9 @@ def _copy_records(app: App, conn: Connection, row: dict, parser: FileParser, bat
     """COPY the records ``batches_of`` gives, each kind in turn, and mark the file loaded (in ``conn``'s
     transaction). ``selection``: what a decision picked, and so what it skips and drops."""
     layouts = _kinds(parser)
-    # Its records get ids above every id committed now: the spans and dates are read through the key.
-    after = {layout.kind: conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {layout.table}")).scalar_one()
-             for layout in layouts}
+    # Its records get ids above every id the table's sequence has given so far: the spans and dates are read
+    # through them (ingest.catalog.files.last_id_given).
+    after = {layout.kind: catalog_files.last_id_given(conn, layout.table) for layout in layouts}
     counter = _Counter()
     for index, layout in enumerate(layouts):
         _copy(conn, layout.table, layout, batches_of(layout, index), constants=(row["id"], row["carrier"]),

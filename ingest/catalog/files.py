@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Date, and_, case, cast, func, insert, or_, select, update
+from sqlalchemy import Connection, Date, Table, and_, case, cast, func, insert, or_, select, text, update
 from sqlalchemy.dialects import sqlite
 
 from ..errors import InvalidState, NotFound
@@ -187,6 +187,25 @@ class Loaded:
 _SPAN_COLUMNS = {"call": ("first_call_id", "last_call_id"), "charge": ("first_charge_id", "last_charge_id")}
 
 
+def last_id_given(conn: Connection, table: str) -> int:
+    """The highest id ``table`` (calls, charges) has given a record so far, committed or not (0: none): every
+    record inserted after this is above it. PostgreSQL: its sequence's last value (an aggregate would scan
+    calls, whose ids have no B-tree there; see ``ingest.catalog.schema``); SQLite: MAX(id), through the rowid."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text(
+            f"SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('{table}', 'id')::regclass), 0)")
+        ).scalar_one()
+    return conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar_one()
+
+
+def _last_id_query(dialect_name: str, table: Table):
+    """The id this session's last insert into ``table`` gave (PostgreSQL: the sequence's currval, this session's
+    own; SQLite, one writer at a time: MAX(id))."""
+    if dialect_name == "postgresql":
+        return select(func.currval(func.pg_get_serial_sequence(table.name, "id")))
+    return select(func.max(table.c.id))
+
+
 def _span_query(dialect_name: str, layout: Layout, file_id: int, after: int):
     table = RECORD_TABLES[layout.kind]
     dates = record_date(dialect_name, layout)
@@ -207,7 +226,7 @@ def _spans(execute, dialect_name: str, file_id: int, loaded: Loaded) -> dict[str
             if not records:
                 continue
             table = RECORD_TABLES[kind]
-            (last,) = execute(select(func.max(table.c.id)))
+            (last,) = execute(_last_id_query(dialect_name, table))
             if last == after + records:
                 spans[kind] = (after + 1, last, low, high)
                 continue
