@@ -8,7 +8,9 @@ collector; the CLI offers the choices without loading the catalog).
 
 from __future__ import annotations
 
+from calendar import monthrange
 from dataclasses import dataclass
+from datetime import date
 
 # A file's type: cdr (usage records: calls) or sdr (service records: charges).
 FILE_TYPES = ("cdr", "sdr")
@@ -24,6 +26,14 @@ EXTENSION_FORMATS = {".csv": "csv", ".txt": "txt", ".tsv": "txt", ".tab": "txt",
                      ".psv": "pipe", ".json": "json"}
 # What became of a received file (the catalog's files.status).
 STATUSES = ("queued", "loaded", "held", "failed", "discarded", "ignored", "superseded")
+
+
+def month_bounds(period: str) -> tuple[date, date]:
+    """The first and last day of billing period ``YYYY-MM``. ValueError if it is not one (``2026-13``, ``26-10``)."""
+    year, month = (int(part) for part in period.split("-"))
+    if len(period) != 7 or period[4] != "-":
+        raise ValueError(f"not a billing period (YYYY-MM): {period!r}")
+    return date(year, month, 1), date(year, month, monthrange(year, month)[1])
 
 
 @dataclass(frozen=True)
@@ -74,4 +84,4 @@ class Origin:
 
 
 __all__ = ["CADENCES", "EXTENSION_FORMATS", "FILE_FORMATS", "FILE_TYPES", "FORMATS", "STATUSES", "Classification",
-           "Origin"]
+           "Origin", "month_bounds"]

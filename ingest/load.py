@@ -35,7 +35,6 @@ from typing import Callable, Iterator, NoReturn
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import IntegrityError
 
 from . import faults
 from . import parsed as kept_parses

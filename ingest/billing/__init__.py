@@ -19,3 +19,18 @@ minor unit once per billing transaction.
 Dates: a number's or feature's ``valid_from`` and ``valid_to`` are whole days, both inclusive (``valid_to``
 NULL: open). A call's date is its UTC start date; a charge's is its period start, else its charge date.
 """
+
+from __future__ import annotations
+
+from datetime import date
+
+from ..core import month_bounds
+from ..errors import PermanentError
+
+
+def period_bounds(period: str) -> tuple[date, date]:
+    """The first and last day of billing period ``YYYY-MM``; anything else is refused in one line."""
+    try:
+        return month_bounds(period)
+    except ValueError:
+        raise PermanentError(f"a billing period is YYYY-MM, e.g. 2026-10, not {period!r}") from None

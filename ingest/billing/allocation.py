@@ -61,7 +61,6 @@ one transaction, so no other transaction ever sees them missing, and a row made 
 from __future__ import annotations
 
 import json
-from calendar import monthrange
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -99,6 +98,7 @@ from ..catalog.schema import (
 )
 from ..errors import NotFound, PermanentError
 from ..layouts import CHARGE
+from . import period_bounds
 
 if TYPE_CHECKING:
     from ..app import App
@@ -418,17 +418,6 @@ def _as_date(value: date | str | None) -> date | None:
 
 
 # -- the listing ------------------------------------------------------------------------------------------------
-
-def period_bounds(period: str) -> tuple[date, date]:
-    """The first and last day of ``YYYY-MM``; a bad period is refused in one line."""
-    try:
-        year, month = (int(part) for part in period.split("-"))
-        if len(period) != 7:
-            raise ValueError
-        return date(year, month, 1), date(year, month, monthrange(year, month)[1])
-    except ValueError:
-        raise PermanentError(f"a billing period is YYYY-MM, e.g. 2026-10, not {period!r}") from None
-
 
 def _listed(conn: Connection, *conditions, limit: int | None = None) -> list[dict[str, Any]]:
     a = charge_allocations

@@ -30,13 +30,14 @@ import io
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import Connection, Date, Table, and_, bindparam, func, literal, select, update
 
+from ..catalog.files import now as _now
 from ..catalog.schema import accounts, billing_events, carrier_references, features, numbers
 from ..errors import PermanentError
 from ..layouts import MONEY_SCALE
@@ -375,10 +376,6 @@ def import_references(app: App, path: Path | str, *, dry_run: bool = False,
                       actor: str | None = None) -> ImportResult:
     """Upsert ``carrier,reference,account`` rows into ``carrier_references`` (see :func:`import_file`)."""
     return import_file(app, "references", path, dry_run=dry_run, actor=actor)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _upsert(conn: Connection, spec: _Kind, name: str, rows: list[_Row], *, dry_run: bool) -> ImportResult:

@@ -15,7 +15,6 @@ so at most one row matches.
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +24,7 @@ from ..app import App
 from ..catalog.files import record_date
 from ..catalog.schema import calls, numbers
 from ..layouts import CALL
+from . import period_bounds
 from .pricing import call_cost
 
 
@@ -47,14 +47,6 @@ def matched_calls(dialect_name: str):
     number = call_number()
     return (select(calls.c.id, number.label("number"), day.label("item_date"), n.c.account)
             .select_from(calls.outerjoin(n, number_on_date(n, number, day))))
-
-
-def period_bounds(period: str) -> tuple[date, date]:
-    """The first and last day of billing period ``YYYY-MM``."""
-    year, month = (int(part) for part in period.split("-"))
-    first = date(year, month, 1)
-    following = date(year + month // 12, month % 12 + 1, 1)
-    return first, date.fromordinal(following.toordinal() - 1)
 
 
 def unmatched_calls(app: App, *, period: str | None = None) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ import csv
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -77,6 +77,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ..app import App
+from ..catalog.files import now as _now
 from ..catalog.files import record_date
 from ..catalog.schema import (
     accounts,
@@ -94,10 +95,10 @@ from ..catalog.schema import (
 )
 from ..errors import NotFound, PermanentError
 from ..layouts import CALL, CHARGE, money_decimal
-from . import pricing
+from . import period_bounds, pricing
 from .allocation import allocate_pending_in
-from .matching import call_number, number_on_date, period_bounds
-from .pricing import best_rate, const, price_call, price_charge, rates, step_sql
+from .matching import call_number, number_on_date
+from .pricing import best_rate, const, price_charge, rates, step_sql
 
 ALLOCATED = ("auto", "manual")
 # A file in one of these is not (yet) loaded: its records are in no run.
@@ -142,10 +143,6 @@ class RunReport:
 
     def view(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # -- The work table: the scope, matched and priced, once ---------------------------------------------------------

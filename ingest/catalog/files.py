@@ -25,14 +25,14 @@ the file sent under its name is the correction, so it is not held for the name.
 
 from __future__ import annotations
 
-from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Date, Table, and_, case, cast, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Date, Table, and_, cast, func, insert, or_, select, text, update
 from sqlalchemy.dialects import sqlite
 
+from ..core import month_bounds
 from ..errors import InvalidState, NotFound
 from ..export import FILE_SORTS
 from .db import stream
@@ -163,8 +163,7 @@ def _as_date(value: date | str | None) -> date | None:
 def in_period(period: str):
     """The files of billing period YYYY-MM: those it is the billing period of, and those whose records' own
     dates (``records_from``..``records_to``) overlap that month."""
-    year, month = (int(part) for part in period.split("-"))
-    first, last = date(year, month, 1), date(year, month, monthrange(year, month)[1])
+    first, last = month_bounds(period)
     return or_(files.c.billing_period == period, and_(files.c.records_from <= last, files.c.records_to >= first))
 
 

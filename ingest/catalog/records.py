@@ -14,13 +14,13 @@ the same way: a call's start, a charge's own date at 00:00 UTC.
 
 from __future__ import annotations
 
-from calendar import monthrange
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, String, false, func, or_, select, type_coerce
 from sqlalchemy.engine import MappingResult
 
+from ..core import month_bounds
 from ..layouts import CALL, CHARGE, LAYOUT_BY_FILE_TYPE, Layout
 from . import files as catalog_files
 from .db import stream
@@ -74,9 +74,9 @@ def records_query(conn: Connection, *, file_id: int | None = None, carrier: str 
         numbers = ("a_number", "b_number", "bill_number") if layout.kind == "call" else ("number_reference",)
         query = query.where(or_(*(table.c[name] == number for name in numbers)))
     if period is not None:
-        year, month = (int(part) for part in period.split("-"))
+        first, last = month_bounds(period)
         own_date = catalog_files.record_date(conn.dialect.name, layout)
-        query = query.where(own_date >= date(year, month, 1), own_date <= date(year, month, monthrange(year, month)[1]))
+        query = query.where(own_date >= first, own_date <= last)
     if since is not None:
         query = query.where(_moment(conn, layout, since, at_or_after=True))
     if before is not None:
