@@ -124,6 +124,27 @@ def compile_format(spec: FormatSpec) -> Format:
     return Format(spec)
 
 
+# The column types a names+types file (Cisco CUCM) writes in its second row: SQL type names, with an optional
+# size, case-insensitive (INTEGER, VARCHAR(50), UNIQUEIDENTIFIER, DATETIME, DECIMAL(10, 2), ...).
+_TYPE_NAMES = ("bigint", "binary", "bit", "blob", "bool", "boolean", "byte", "char", "character", "clob", "date",
+               "datetime", "datetime2", "datetimeoffset", "dec", "decimal", "double", "double precision", "float",
+               "guid", "int", "integer", "long", "money", "nchar", "number", "numeric", "nvarchar", "real",
+               "serial", "smalldatetime", "smallint", "string", "text", "time", "timestamp", "tinyint",
+               "uniqueidentifier", "uuid", "varbinary", "varchar", "varchar2")
+_TYPE_NAME = re.compile(r"\s*(?:" + "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in _TYPE_NAMES)
+                        + r")(?:\s+unsigned)?\s*(?:\(\s*(?:\d+|max)\s*(?:,\s*\d+\s*)?\))?\s*", re.IGNORECASE)
+
+
+def _check_types_row(source: Source, line: int, fields: list[str]) -> None:
+    """(header names+types) The second row must name a type for every column: a data row there (a file
+    without its types row) would be read from its second row on, silently losing a record."""
+    bad = next((value for value in fields if not _TYPE_NAME.fullmatch(value)), None)
+    if bad is not None:
+        raise ParseError(source.name, line, None,
+                         'expected the types row of header = "names+types" (column types such as INTEGER, '
+                         'VARCHAR(50), UNIQUEIDENTIFIER), found a value that is not a type', bad)
+
+
 class FileParser:
     """Reads files of one format for one carrier (see docs/formats.md). One instance may read many files, one
     at a time; ``rows_dropped`` is the last file's."""
@@ -144,13 +165,13 @@ class FileParser:
     def file_format(self, source: Source) -> str:
         spec = self.spec
         if spec.kind == "auto" or (spec.kind == "delimited" and spec.delimiter == "auto"):
-            fmt = resolve_format(source, self._fits)
+            fmt = resolve_format(source, self._fits, spec.encoding)
             if spec.kind == "delimited" and fmt not in DELIMITERS:
                 fmt = "csv"
             return fmt
         with source.open() as fh:
             head = fh.read(HEAD_BYTES)
-        what = binary_kind(head)
+        what = binary_kind(head, spec.encoding)
         if what is not None:
             raise NotText(source.name, what)
         if spec.kind in ("json", "fixed"):
@@ -203,6 +224,8 @@ class FileParser:
         header = spec.header == "first" or spec.header == "names+types" or (
             spec.header == "auto" and self._is_header(first))
         if header:
+            if spec.header == "names+types" and len(rows) >= 2:
+                _check_types_row(source, *rows[1])
             names, display = self._header_names(source, first, line)
             header_line = rows[header_rows - 1][0] if len(rows) >= header_rows else line
             return _Plan(fmt, dialect, names, display, header_line, empty=len(rows) <= header_rows)
@@ -251,7 +274,7 @@ class FileParser:
 
     def _blocks(self, source: Source, plan: _Plan) -> Iterator[TextBlock]:
         if plan.fmt == "json":
-            return read_json_array(source)
+            return read_json_array(source, plan.dialect)
         if plan.fmt == "fixed":
             return self._fixed_blocks(source, plan)
         if self.spec.min_columns and plan.names == list(self.spec.columns)[: len(plan.names)]:
@@ -295,7 +318,7 @@ class FileParser:
         if plan.empty:
             return {}
         if plan.fmt == "json":
-            rows = json_element_lines(source)
+            rows = json_element_lines(source, plan.dialect)
         elif plan.fmt == "fixed":
             rows = (number for number, _text in scan_lines(source, plan.dialect, plan.header_line))
         else:

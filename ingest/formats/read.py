@@ -79,8 +79,8 @@ _SIGNATURES = (
     (b"PK\x03\x04", "a ZIP archive or Office document, such as a spreadsheet"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Office document, such as a spreadsheet"),
     (b"\x1f\x8b", "gzip-compressed data"),
-    (b"\xff\xfe", "UTF-16 text; only UTF-8 is read"),
-    (b"\xfe\xff", "UTF-16 text; only UTF-8 is read"),
+    (b"\xff\xfe", _UTF16 := 'UTF-16 text; the format reads UTF-8 (set its encoding = "utf-16" to read it)'),
+    (b"\xfe\xff", _UTF16),
 )
 # Bytes text is made of: printable ASCII, UTF-8's high bytes, and the controls text uses (BEL, BS, TAB, LF,
 # VT, FF, CR, ESC). Any other byte, or a high byte that is not UTF-8, is binary.
@@ -88,39 +88,49 @@ _TEXT_BYTES = bytes([7, 8, 9, 10, 11, 12, 13, 27, *range(0x20, 0x100)])
 _BINARY_SHARE = 0.1
 
 
-def binary_kind(head: bytes) -> str | None:
+def binary_kind(head: bytes, encoding: str = "utf-8") -> str | None:
     """What a file whose content starts with ``head`` is, if it is not text; None for text. Known signatures
     name the usual strays; otherwise more than a tenth of binary bytes makes it binary. A text file with a
-    few bad bytes stays text, so that its parse fails naming their line."""
+    few bad bytes stays text, so that its parse fails naming their line. In UTF-16 or UTF-32 (``encoding``),
+    the text decoded is judged instead of the bytes."""
+    wide = wide_encoding(encoding)
     for signature, what in _SIGNATURES:
-        if head.startswith(signature):
+        if head.startswith(signature) and not (wide and what == _UTF16):
             return what
+    if wide:
+        text = _decoder(Dialect(encoding=encoding), "replace").decode(head)
+        bad = text.count("\ufffd") + sum(1 for ch in text if ch < " " and ch not in "\a\b\t\n\v\f\r\x1b")
+        return "binary content" if bad > _BINARY_SHARE * len(text) else None
     undecodable = head.decode("utf-8", errors="replace").count("\ufffd")
     controls = len(head.translate(None, _TEXT_BYTES))
     return "binary content" if undecodable + controls > _BINARY_SHARE * len(head) else None
 
 
-def resolve_format(source: Source, fits: Callable[[list[list[str]]], bool]) -> str:
+def resolve_format(source: Source, fits: Callable[[list[list[str]]], bool], encoding: str = "utf-8") -> str:
     """The format to read the content in: the source's, else sniffed from the first bytes. When the source's
     delimiter gives one field per row (a name that lies: a pipe-separated ``.txt``), the first other
     delimiter whose first rows ``fits`` the layout is taken instead. Raises NotText when the content is not
     text at all."""
     with source.open() as fh:
         head = fh.read(HEAD_BYTES)
-    what = binary_kind(head)
+    what = binary_kind(head, encoding)
     if what is not None:
         raise NotText(source.name, what)
+    cut = len(head) == HEAD_BYTES
+    if wide_encoding(encoding):  # judged as the UTF-8 text it is read as
+        head = _decoder(Dialect(encoding=encoding), "replace").decode(head).encode("utf-8")
     fmt = source.file_format or sniff_format(head)
-    if fmt not in DELIMITERS or any(len(row) > 1 for row in sample_rows(head, DELIMITERS[fmt])):
+    if fmt not in DELIMITERS or any(len(row) > 1 for row in sample_rows(head, DELIMITERS[fmt], cut)):
         return fmt
-    return next((other for other, sep in DELIMITERS.items() if other != fmt and fits(sample_rows(head, sep))), fmt)
+    return next((other for other, sep in DELIMITERS.items()
+                 if other != fmt and fits(sample_rows(head, sep, cut))), fmt)
 
 
-def sample_rows(head: bytes, delimiter: str) -> list[list[str]]:
+def sample_rows(head: bytes, delimiter: str, cut: bool | None = None) -> list[list[str]]:
     """The first rows that are not blank (up to SAMPLE_ROWS) in a delimited file's first bytes, without the
-    row the end of ``head`` may cut."""
+    row the end of ``head`` may cut (``cut``: whether it may; by default when ``head`` is HEAD_BYTES long)."""
     text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    if len(head) == HEAD_BYTES:
+    if (len(head) == HEAD_BYTES) if cut is None else cut:
         text = text[: text.rfind("\n") + 1]
     rows: list[list[str]] = []
     try:
@@ -149,9 +159,30 @@ class Dialect:
         return codecs.lookup(self.encoding).name == "utf-8" and self.errors == "strict"
 
 
-def _decoder(dialect: Dialect):
+def _decoder(dialect: Dialect, errors: str | None = None):
     name = codecs.lookup(dialect.encoding).name
-    return codecs.getincrementaldecoder("utf-8-sig" if name == "utf-8" else dialect.encoding)(errors=dialect.errors)
+    return codecs.getincrementaldecoder("utf-8-sig" if name == "utf-8" else dialect.encoding)(
+        errors=errors or dialect.errors)
+
+
+def wide_encoding(encoding: str) -> bool:
+    """Whether text in ``encoding`` is not a superset of ASCII bytes (UTF-16, UTF-32): its lines cannot be
+    split at 0x0A bytes, and its bytes cannot be judged as UTF-8."""
+    try:
+        return codecs.lookup(encoding).encode("\n")[0] != b"\n"
+    except LookupError:
+        return False
+
+
+def _newlines_before(dialect: Dialect, state: Any, exc: UnicodeDecodeError) -> int:
+    """Newlines in the text before an undecodable byte: the bytes the decoder held (``exc.object`` is its
+    held bytes and the new data) up to the error, decoded in the decoder's state before the call."""
+    decoder = _decoder(dialect, "replace")
+    try:
+        decoder.setstate((b"", state[1]))
+    except (TypeError, IndexError, ValueError):
+        pass
+    return decoder.decode(bytes(exc.object[: exc.start])).count("\n")
 
 
 def _undecodable(source: Source, line: int, dialect: Dialect, exc: UnicodeDecodeError) -> ParseError:
@@ -170,12 +201,39 @@ class _Lines:
         self.decoder = _decoder(dialect)
 
     def __iter__(self) -> Iterator[str]:
+        if wide_encoding(self.dialect.encoding):
+            yield from self._wide()
+            return
         for raw in self.stream:
             self.number += 1
             try:
                 yield self.decoder.decode(raw)
             except UnicodeDecodeError as exc:
                 raise _undecodable(self.source, self.number, self.dialect, exc) from None
+
+    def _wide(self) -> Iterator[str]:
+        """(UTF-16, UTF-32) Decode chunks and split the text at its newlines: a 0x0A byte is not one."""
+        tail = ""
+        while True:
+            data = self.stream.read(1 << 16)
+            state = self.decoder.getstate()
+            try:
+                text = tail + self.decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                line = self.number + tail.count("\n") + _newlines_before(self.dialect, state, exc) + 1
+                raise _undecodable(self.source, line, self.dialect, exc) from None
+            if not self.number and not tail:
+                text = text.removeprefix("\ufeff")
+            parts = text.split("\n")
+            tail = parts.pop()
+            lines = [part + "\n" for part in parts]
+            if not data and tail:
+                lines.append(tail)
+            for piece in lines:
+                self.number += 1
+                yield piece
+            if not data:
+                return
 
 
 class _Transcode:
@@ -195,15 +253,15 @@ class _Transcode:
     def read(self, size: int = -1) -> bytes:
         while not self.done and (size < 0 or len(self.buffer) < size):
             data = self.raw.read(BLOCK_SIZE if size < 0 else max(size, 1 << 16))
+            state = self.decoder.getstate()
             try:
                 text = self.decoder.decode(data, final=not data)
             except UnicodeDecodeError as exc:
-                before = max(0, exc.start - (len(exc.object) - len(data)))
-                self.error = _undecodable(self.source, self.lines + data.count(b"\n", 0, before) + 1,
+                self.error = _undecodable(self.source, self.lines + _newlines_before(self.dialect, state, exc) + 1,
                                           self.dialect, exc)
                 self.done = True
                 break
-            self.lines += data.count(b"\n")
+            self.lines += text.count("\n")
             self.buffer += text.encode("utf-8")
             if not data:
                 self.done = True
@@ -506,18 +564,20 @@ def delimited_row_lines(source: Source, dialect: Dialect, header_line: int) -> I
     """The physical line on which each data row of a delimited file starts (a rescan: error path only)."""
     return (line for line, _fields in scan_rows(source, dialect, header_line))
 
-def json_element_lines(source: Source) -> Iterator[int]:
+def json_element_lines(source: Source, dialect: Dialect = Dialect()) -> Iterator[int]:
     """The physical line on which each element of a JSON array starts (a rescan: error path only)."""
-    return (line for line, _element in _json_elements(source, _json_decoder()))
+    return (line for line, _element in _json_elements(source, _json_decoder(), dialect))
 
 
-def read_json_array(source: Source, rows_per_block: int = 65536) -> Iterator[TextBlock]:
-    """Stream a JSON array of objects as blocks of text columns; numbers keep their exact text."""
+def read_json_array(source: Source, dialect: Dialect = Dialect(),
+                    rows_per_block: int = 65536) -> Iterator[TextBlock]:
+    """Stream a JSON array of objects as blocks of text columns; numbers keep their exact text. The text is
+    decoded in the dialect's encoding (UTF-8 by default, BOM tolerated)."""
     decoder = _json_decoder()
     ordinal = 0
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
-    for line, obj in _json_elements(source, decoder):
+    for line, obj in _json_elements(source, decoder, dialect):
         if not isinstance(obj, dict):
             raise ParseError(source.name, line, None, f"expected a JSON object, found {_json_kind(obj)}")
         rows.append(obj)
@@ -631,8 +691,11 @@ def _json_text(value: Any) -> str | None:
     return str(value)
 
 
-def _json_elements(source: Source, decoder: json.JSONDecoder) -> Iterator[tuple[int, Any]]:
+def _json_elements(source: Source, decoder: json.JSONDecoder,
+                   dialect: Dialect = Dialect()) -> Iterator[tuple[int, Any]]:
     """Yield (line, element) of a top-level JSON array, reading the text incrementally."""
+    plain = dialect.plain_utf8
+    text_decoder = None if plain else _decoder(dialect)
     with source.open() as fh:
         buf = ""
         pos = 0
@@ -647,6 +710,22 @@ def _json_elements(source: Source, decoder: json.JSONDecoder) -> Iterator[tuple[
             if eof:
                 return False
             raw = fh.read(1 << 20)
+            if text_decoder is not None:  # another encoding (or replace): the codec's incremental decoder
+                state = text_decoder.getstate()
+                try:
+                    chunk = text_decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as exc:
+                    bad_line = line + buf.count("\n", pos) + _newlines_before(dialect, state, exc)
+                    raise _undecodable(source, bad_line, dialect, exc) from None
+                if first_chunk and chunk:
+                    first_chunk = False
+                    chunk = chunk.removeprefix("\ufeff")
+                buf = buf[pos:] + chunk
+                pos = 0
+                if not raw:
+                    eof = True
+                    return bool(chunk)
+                return True
             data = pending + raw
             try:
                 chunk = data.decode("utf-8")
