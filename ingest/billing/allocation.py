@@ -80,9 +80,9 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
 )
 
+from ..catalog.db import drop_temp_table, fresh_temp_table
 from ..catalog.files import now as _now
 from ..catalog.files import record_date
 from ..catalog.schema import (
@@ -154,10 +154,9 @@ class AllocationError(PermanentError):
 
 # -- the products map, as a temporary table ---------------------------------------------------------------------
 
-_PRODUCTS_NAME = "cdr_alloc_products"
 _products_metadata = MetaData()
 _products = Table(
-    _PRODUCTS_NAME,
+    "cdr_alloc_products",
     _products_metadata,
     Column("carrier", String, primary_key=True),
     Column("code", String, primary_key=True),
@@ -175,19 +174,12 @@ def _product_rows(config: "Config") -> list[dict[str, str]]:
 
 def _with_products(conn: Connection, config: "Config") -> Table:
     """Fill this transaction's temporary table of (carrier, product code, transaction type) from the
-    configuration and return it. PostgreSQL drops it at commit; SQLite keeps it on the connection, so it is
-    dropped first (:func:`_drop_products` at the end; a rollback undoes its creation on SQLite too)."""
-    _drop_products(conn)
-    _products.create(conn)
+    configuration and return it (dropped again at the end of :func:`_insert_decisions`)."""
+    fresh_temp_table(conn, _products)
     rows = _product_rows(config)
     if rows:
         conn.execute(_products.insert(), rows)
     return _products
-
-
-def _drop_products(conn: Connection) -> None:
-    schema = "temp" if conn.dialect.name == "sqlite" else "pg_temp"
-    conn.execute(text(f"DROP TABLE IF EXISTS {schema}.{_PRODUCTS_NAME}"))
 
 
 def _transaction_type(conn: Connection, config: "Config", carrier: str, code: str | None) -> str | None:
@@ -297,7 +289,7 @@ def _insert_decisions(conn: Connection, config: "Config", *, actor: str, period:
         statuses[status] += 1
         if reason is not None:
             reasons[reason] += 1
-    _drop_products(conn)
+    drop_temp_table(conn, products)
     return AllocationSummary(total=sum(statuses.values()), by_status=dict(statuses), by_reason=dict(reasons))
 
 

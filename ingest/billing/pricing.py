@@ -78,6 +78,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
+from ..catalog.db import drop_temp_table, fresh_temp_table
 from ..config import Config
 from ..layouts import MONEY_SCALE
 from .tariffs import FIXED_KEYS, USAGE_KEYS, FixedRate, Tariff, UsageRate
@@ -194,8 +195,7 @@ def rate_rows(config: Config) -> list[dict[str, Any]]:
 
 def create_rates(conn, config: Config) -> Table:
     """Create (in this transaction) and fill the temporary table of rates; :func:`drop_rates` drops it."""
-    conn.execute(text(f"DROP TABLE IF EXISTS {rates.name}"))
-    rates.create(conn)
+    fresh_temp_table(conn, rates)
     rows = rate_rows(config)
     if rows:
         conn.execute(rates.insert(), rows)
@@ -203,7 +203,7 @@ def create_rates(conn, config: Config) -> Table:
 
 
 def drop_rates(conn) -> None:
-    conn.execute(text(f"DROP TABLE IF EXISTS {rates.name}"))
+    drop_temp_table(conn, rates)
 
 
 def _key_matches(rate, record_values: dict[str, Any]):
@@ -265,8 +265,7 @@ def fill_usage_picks(conn, config: Config, calls_table, scope) -> Table:
     distinct key, the best retail rate of every retail tariff and the best rate of its carrier's wholesale tariff."""
     from sqlalchemy import true
 
-    conn.execute(text(f"DROP TABLE IF EXISTS {usage_picks.name}"))
-    usage_picks.create(conn)
+    fresh_temp_table(conn, usage_picks)
     call_type, direction, carrier = usage_key(calls_table)
     k = (select(call_type.label("call_type"), direction.label("direction"), carrier.label("carrier"))
          .where(scope).distinct().subquery("k"))
@@ -286,7 +285,7 @@ def fill_usage_picks(conn, config: Config, calls_table, scope) -> Table:
 
 
 def drop_usage_picks(conn) -> None:
-    conn.execute(text(f"DROP TABLE IF EXISTS {usage_picks.name}"))
+    drop_temp_table(conn, usage_picks)
 
 
 # -- Date arithmetic per dialect (charges' pro-rata) -----------------------------------------------------------

@@ -77,6 +77,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ..app import App
+from ..catalog.db import drop_temp_table, fresh_temp_table
 from ..catalog.files import now as _now
 from ..catalog.files import record_date
 from ..catalog.schema import (
@@ -372,8 +373,7 @@ def _build(app: App, period: str, first: date, last: date, cutoff: date | None, 
         late_months = _late_months(conn, period)
 
         pricing.create_rates(conn, app.config)
-        conn.execute(text(f"DROP TABLE IF EXISTS {work.name}"))
-        work.create(conn)
+        fresh_temp_table(conn, work)
         conn.execute(insert(work).from_select(WORK_COLUMNS, _charges_select(dialect, app, first, last, late_months,
                                                                             retail_names)))
         conn.execute(insert(work).from_select(WORK_COLUMNS, _calls_select(dialect, app, first, last, late_months,
@@ -398,7 +398,7 @@ def _build(app: App, period: str, first: date, last: date, cutoff: date | None, 
             select(literal(run_id, BigInteger), w.source_kind, w.source_id, w.file_id, w.carrier, w.exception,
                    w.reason, w.account, w.number, w.item_date, w.cost, w.currency)
             .where(w.exception.is_not(None)).order_by(w.source_kind, w.source_id)))
-        conn.execute(text(f"DROP TABLE {work.name}"))
+        drop_temp_table(conn, work)
         pricing.drop_usage_picks(conn)
         pricing.drop_rates(conn)
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, Table, create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
@@ -352,6 +352,22 @@ def stream(conn: Connection, query, chunk: int = STREAM_CHUNK):
     cursor on PostgreSQL (inside the connection's transaction), SQLite's stepping cursor. The query runs now (an
     error is raised before any row is used); iterate the result inside the connection's block."""
     return conn.execute(query, execution_options={"stream_results": True, "yield_per": chunk})
+
+
+def fresh_temp_table(conn: Connection, table: "Table") -> "Table":
+    """``table`` (declared TEMPORARY) created anew in ``conn``'s transaction, empty: dropped first if the
+    connection still has it (SQLite keeps a connection's temporary tables after a commit, and a pooled connection
+    may come back with one). :func:`drop_temp_table` drops it when done."""
+    drop_temp_table(conn, table)
+    table.create(conn)
+    return table
+
+
+def drop_temp_table(conn: Connection, table: "Table") -> None:
+    """Drop the connection's temporary ``table`` if it has one (never a permanent table of the same name: the
+    name is qualified by the connection's temporary schema)."""
+    schema = "temp" if conn.dialect.name == "sqlite" else "pg_temp"
+    conn.execute(text(f"DROP TABLE IF EXISTS {schema}.{table.name}"))
 
 
 def first_line(exc: object) -> str:
