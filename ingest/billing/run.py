@@ -42,7 +42,6 @@ billed and excepted of it. :func:`export_run` writes the lines as CSV (:data:`EX
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -95,6 +94,7 @@ from ..catalog.schema import (
     numbers,
 )
 from ..errors import NotFound, PermanentError
+from ..export import write_csv
 from ..layouts import CALL, CHARGE, money_decimal
 from . import period_bounds, pricing
 from .allocation import allocate_pending_in
@@ -588,38 +588,20 @@ def _file_cost(conn, file_id: int) -> Decimal:
     return money_decimal(total)
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
-
-
 def export_run(app: App, run_id: int, out: TextIO) -> int:
     """Write the run's lines as CSV (header :data:`EXPORT_COLUMNS`; money as exact decimals, ``late``
     true/false), ordered by account, date, kind and source; returns how many lines."""
     L = bill_lines.c
-    writer = csv.writer(out, lineterminator="\n")
-    count = 0
     with app.catalog.read() as conn:
         run = _get_run(conn, run_id)
-        writer.writerow(EXPORT_COLUMNS)
         rows = conn.execution_options(yield_per=10_000).execute(  # streamed: a run may have millions of lines
             select(L.account, L.number, L.item_date, L.late, L.source_kind, L.source_id, L.carrier, L.item_type,
                    L.description, L.quantity, L.seconds, L.currency, L.retail, L.cost, L.expected_cost, L.margin,
                    L.rate)
             .where(L.run_id == run_id)
             .order_by(L.account, L.item_date, L.source_kind, L.source_id)).mappings()
-        for row in rows:
-            values = {"run": run_id, "period": run["period"], **row}
-            writer.writerow([_text(values[name]) for name in EXPORT_COLUMNS])
-            count += 1
-    return count
+        return write_csv(EXPORT_COLUMNS, ({"run": run_id, "period": run["period"], **row,
+                                           "late": "true" if row["late"] else "false"} for row in rows), out)
 
 
 def list_runs(app: App) -> list[dict[str, Any]]:
