@@ -54,13 +54,18 @@ class App:
     def file_loaded(self, file_id: int, actor: str | None = None) -> None:
         """What follows a file's committed load: the charges no allocation has looked at (this file's among them)
         are allocated (:func:`ingest.billing.allocation.allocate_pending`), so that a new charge file shows in
-        ``cdr charges`` where each charge went. Its failure never fails the load, which is committed: it is
-        logged, and the next load, ``cdr charges allocate-new``, a rematch or the billing run takes those charges
-        (each allocates every charge without an allocation)."""
+        ``cdr charges`` where each charge went; a file of call legs is joined (:func:`ingest.legs.join.join_legs`:
+        its legs with the rest of their calls into xDRs). Their failure never fails the load, which is
+        committed: it is logged, and the next load, ``cdr charges allocate-new``, a rematch or the billing run
+        takes those charges (each allocates every charge without an allocation), the next join those legs (each
+        takes every loaded file of legs not taken yet)."""
         import logging
+
+        from sqlalchemy import select
 
         from .billing.allocation import allocate_pending
         from .catalog.db import first_line
+        from .catalog.schema import files
 
         log = logging.getLogger("ingest.billing")
         try:
@@ -68,6 +73,17 @@ class App:
         except Exception as exc:  # the load stands whatever happens here
             log.debug("allocation after loading file %s failed", file_id, exc_info=True)
             log.warning("file %s loaded; allocating its charges is postponed: %s", file_id, first_line(exc))
+        try:
+            with self.catalog.read() as conn:
+                has_legs = conn.execute(select(files.c.first_leg_id).where(files.c.id == file_id)).scalar()
+            if has_legs is not None:
+                from .legs.join import join_legs
+
+                join_legs(self, actor=actor)
+        except Exception as exc:  # the load stands whatever happens here
+            logging.getLogger("ingest.legs").debug("joining after loading file %s failed", file_id, exc_info=True)
+            logging.getLogger("ingest.legs").warning("file %s loaded; joining its legs is postponed: %s", file_id,
+                                                     first_line(exc))
 
     def close(self) -> None:
         if "catalog" in self.__dict__:

@@ -113,6 +113,17 @@ def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     write_table(columns, rows, sys.stdout, sample_size=None)
 
 
+def emit_listing(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
+    """A listing command's output: every row as JSON (``--json``, every column), else a table of ``columns``,
+    or ``(none)``."""
+    if as_json:
+        emit_json(list(rows))
+    elif rows:
+        emit_table(rows, columns)
+    else:
+        click.echo("(none)")
+
+
 NARROWEST = 12  # a wrapped table narrows no column below this (nor below its heading)
 
 
@@ -994,10 +1005,12 @@ def init_command(directory: Path, force: bool):
     click.echo(f"next: {done.next_command}")
 
 
-# The commands of customer data and billing (ingest.billing), in their own modules; they use the helpers above.
+# The commands of customer data and billing (ingest.billing) and of our own network's calls (ingest.legs), in
+# their own modules; they use the helpers above.
 from .commands import bill as _bill_commands  # noqa: E402,F401
 from .commands import charges as _charges_commands  # noqa: E402,F401
 from .commands import customers as _customer_commands  # noqa: E402,F401
+from .commands import legs as _legs_commands  # noqa: E402,F401
 
 
 def main() -> None:
@@ -1005,4 +1018,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as ``python -m ingest.cli``, this file is ``__main__``; the command modules register on ``ingest.cli``,
+    # so that module is the one to run.
+    from ingest.cli import main as registered_main
+
+    registered_main()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 # The shared vocabulary lives in ingest.core; imported from here too, as before.
 from .core import CADENCES, FILE_FORMATS, FILE_TYPES, FORMATS, STATUSES, Classification  # noqa: F401
 from .billing.tariffs import Tariff, parse_tariffs
+from .legs.settings import NetworkSettings, parse_network
 from .errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:  # the engine is imported when a format is first parsed: loading a configuration stays light
@@ -266,6 +267,8 @@ class Config:
     # ``[tariffs.NAME]`` (ingest.billing.tariffs), retail and wholesale, by name.
     tariffs: dict[str, "Tariff"] = field(default_factory=dict)
     billing: BillingSettings = BillingSettings()
+    # ``[[nodes]]``, ``[legs]``, ``[alerts]``: our own network (ingest.legs.settings).
+    network: NetworkSettings = NetworkSettings()
     # Parsed and compiled formats by name, filled as each is first asked for (load_config parses the
     # configuration's own at once). Not init fields: dataclasses.replace() starts with empty ones.
     _specs: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -451,7 +454,7 @@ def _merge_includes(raw: dict[str, Any], path: Path, format_origins: dict[str, s
 def _build(raw: dict[str, Any], path: Path, env: dict[str, str], format_origins: dict[str, str] | None = None
            ) -> Config:
     _only(raw, "", {"database", "staging", "intake", "carriers", "formats", "sources", "smtp", "daemon", "tariffs",
-                    "billing"})
+                    "billing", "nodes", "legs", "alerts"})
     base = path.parent
     database = _table(raw, "database")
     _only(database, "database", {"url"})
@@ -531,6 +534,7 @@ def _build(raw: dict[str, Any], path: Path, env: dict[str, str], format_origins:
         format_definitions=definitions,
         tariffs=tariffs,
         billing=BillingSettings(currency=currency),
+        network=parse_network(raw),
     )
     # A mistake in a format the configuration defines fails at start: each is parsed now. The built-in ones (tested
     # with the engine) are parsed when first asked for, so that loading the configuration stays light.

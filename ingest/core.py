@@ -12,8 +12,9 @@ from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date
 
-# A file's type: cdr (usage records: calls) or sdr (service records: charges).
-FILE_TYPES = ("cdr", "sdr")
+# A file's type: cdr (usage records: calls), sdr (service records: charges) or acct (accounting records of our
+# own network: call legs).
+FILE_TYPES = ("cdr", "sdr", "acct")
 # How often a carrier sends a kind of file.
 CADENCES = ("daily", "monthly", "hourly", "weekly", "adhoc", "other")
 # The physical form a file's content is in: comma-, tab- or pipe-separated text, or a JSON array. A record

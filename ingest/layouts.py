@@ -1,8 +1,10 @@
 """The record layouts: what a call and a charge are, whoever sent them. One definition of each.
 
 A **call** is a usage record (a CDR row); a **charge** is a fixed-fee record (an SDR row: a line rental, a
-broadband fee; the billing platform calls it a carrier transaction). Every file format maps its columns onto
-these fields (``ingest.formats``); the loader writes them to the ``calls`` and ``charges`` tables
+broadband fee; the billing platform calls it a carrier transaction); a **leg** is one accounting record of our
+own network (a RADIUS Start, Stop or Interim-Update from a gateway or SIP server), which ``ingest.legs`` joins
+with the other legs of its call into xDRs. Every file format maps its columns onto
+these fields (``ingest.formats``); the loader writes them to the ``calls``, ``charges`` and ``legs`` tables
 (``ingest.catalog.schema`` builds both from here); ``cdr records`` writes them out in this order.
 
 Each record also has, whatever its kind (:data:`RECORD_HEAD`, :data:`RECORD_TAIL`): its file, its carrier,
@@ -167,9 +169,39 @@ CHARGE = Layout(
     ),
 )
 
-LAYOUTS: dict[str, Layout] = {CALL.kind: CALL, CHARGE.kind: CHARGE}
+LEG = Layout(
+    kind="leg",
+    table="legs",
+    file_type="acct",
+    default_duplicate_rows="once",
+    date_fields=("event_time",),
+    fields=(
+        Field("status_type", "text", "Acct-Status-Type: Start, Stop, Interim-Update, ... (without a leading ::)",
+              required=True),
+        Field("event_time", "utc", "when the accounting server received the record (UTC)", required=True),
+        Field("session_id", "text", "Acct-Session-Id: the gateway's id of the session"),
+        Field("unique_session_id", "text", "Acct-Unique-Session-Id: the server's id of the session"),
+        Field("conf_id", "text", "h323-conf-id: the call's id across gateways (without its name)"),
+        Field("sip_call_id", "text", "call-id: the SIP call's id"),
+        Field("nas_ip", "text", "NAS-IP-Address: the gateway or server that sent the record"),
+        Field("user_name", "text", "User-Name: the account the call is authorised for, or a calling node's IP"),
+        Field("call_origin", "text", "h323-call-origin: originate or answer"),
+        Field("call_type", "text", "h323-call-type: Telephony, VoIP, ..."),
+        Field("calling_number", "text", "Calling-Station-Id: the calling number"),
+        Field("called_number", "text", "Called-Station-Id: the called number"),
+        Field("setup_time", "utc", "h323-setup-time: when the leg was set up (UTC)"),
+        Field("connect_time", "utc", "h323-connect-time: when it was connected (UTC), if it was"),
+        Field("disconnect_time", "utc", "h323-disconnect-time: when it was disconnected (UTC)"),
+        Field("clock_flag", "text", "the gateway's clock was not synchronised: * (never) or . (lost), as given"),
+        Field("session_seconds", "int", "Acct-Session-Time: the seconds the session lasted (on Stop)"),
+        Field("disconnect_cause", "text", "h323-disconnect-cause: the Q.931 cause, in hex as given"),
+        Field("remote_address", "text", "h323-remote-address: the other side's address"),
+    ),
+)
+
+LAYOUTS: dict[str, Layout] = {CALL.kind: CALL, CHARGE.kind: CHARGE, LEG.kind: LEG}
 # A file's type (how the catalog and ``cdr records --type`` name it) and the layout its records usually have.
-LAYOUT_BY_FILE_TYPE: dict[str, Layout] = {CALL.file_type: CALL, CHARGE.file_type: CHARGE}
+LAYOUT_BY_FILE_TYPE: dict[str, Layout] = {CALL.file_type: CALL, CHARGE.file_type: CHARGE, LEG.file_type: LEG}
 
 
 def money_text(units: int | None) -> str | None:
@@ -198,5 +230,5 @@ def money_units(value: Decimal) -> int:
     return int(scaled)
 
 
-__all__ = ["CALL", "CHARGE", "Field", "KINDS", "LAYOUTS", "LAYOUT_BY_FILE_TYPE", "Layout", "MONEY_SCALE",
+__all__ = ["CALL", "CHARGE", "Field", "KINDS", "LAYOUTS", "LAYOUT_BY_FILE_TYPE", "LEG", "Layout", "MONEY_SCALE",
            "RECORD_HEAD", "RECORD_TAIL", "money_decimal", "money_text", "money_units"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -47,12 +49,9 @@ def _with_schema(url: str, schema: str) -> str:
     return f"{url}{separator}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/cdr.sqlite"
-        return
-    request.getfixturevalue("postgres_available")
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A new, empty PostgreSQL schema of its own for the block: the URL that uses it; dropped afterwards."""
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:16]}"
@@ -64,6 +63,16 @@ def database_url(request, tmp_path):
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/cdr.sqlite"
+        return
+    request.getfixturevalue("postgres_available")
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

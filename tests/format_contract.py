@@ -153,6 +153,7 @@ class Shape:
     names: list[str]  # column names in order (the header's, or the format's columns)
     rows: list[Row] = field(default_factory=list)
     json_objects: list[dict[str, str]] = field(default_factory=list)
+    is_detail: bool = False  # a FreeRADIUS detail file: records of attribute lines (kind "radius-detail")
 
     # -- the format's table ---------------------------------------------------------------------
 
@@ -179,7 +180,9 @@ class Shape:
 
     def key_columns(self) -> set[str]:
         key = self.table.get("key", "row")
-        return set() if key == "row" else {_loose(c) if self.loose else c for c in key}
+        if key == "row" or self.table.get("key_else") == "row":  # a record missing a key column is still one
+            return set()
+        return {_loose(c) if self.loose else c for c in key}
 
     def norm(self, column: str) -> str:
         return _loose(column) if self.loose else column
@@ -268,8 +271,33 @@ class Shape:
             text = BOM + text
         return b"\n".join(lines[: row.start - 1] + [text] + lines[row.end:])
 
+    def detail_line(self, row: Row, column: str) -> int:
+        """(detail) The physical line of a record's attribute (``Name[2]``: its second line of that name)."""
+        if column == "Detail-Date":  # the record's header line
+            return row.start
+        name, _, nth = column.partition("[")
+        wanted = int(nth.rstrip("]")) if nth else 1
+        lines = self.data.decode("utf-8").split("\n")
+        for number in range(row.start + 1, row.end + 1):
+            if lines[number - 1].strip().partition(" = ")[0] == name:
+                wanted -= 1
+                if not wanted:
+                    return number
+        raise KeyError(column)
+
     def with_value(self, row: Row, column: str, value: str) -> bytes:
-        """The sample with one value of one row replaced (JSON: re-serialised one object per line)."""
+        """The sample with one value of one row replaced (JSON: re-serialised one object per line; a detail
+        file: the attribute's line rewritten, quoted if it was)."""
+        if self.is_detail:
+            number = self.detail_line(row, column)
+            lines = self.data.split(b"\n")
+            if number == row.start:
+                lines[number - 1] = value.encode("utf-8")
+                return b"\n".join(lines)
+            name, _, given = lines[number - 1].partition(b" = ")
+            text = value.encode("utf-8")
+            lines[number - 1] = name + b" = " + (b'"' + text + b'"' if given.startswith(b'"') else text)
+            return b"\n".join(lines)
         if self.is_json:
             index = self.rows.index(row)
             objects = [dict(o) for o in self.json_objects]
@@ -335,9 +363,51 @@ def _rows(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str]]]:
             yield start, number, cells
 
 
+_DETAIL_ESCAPE = re.compile(r"((?:\\[0-7]{3})+)|\\(.)")
+
+
+def _detail_value(name: str, value: str) -> str:
+    """A detail attribute's value as the format documents it: unquoted, unescaped, ``::`` and its name dropped."""
+    if value.startswith('"'):
+        def undo(match: re.Match) -> str:
+            if match.group(1):
+                return bytes(int(o, 8) for o in match.group(1).split("\\")[1:]).decode("utf-8")
+            return {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}.get(match.group(2), match.group(0))
+        value = _DETAIL_ESCAPE.sub(undo, value[1:-1])
+    elif re.fullmatch(r"::[A-Za-z_][\w-]*", value) and not re.fullmatch(r"::[0-9A-Fa-f:.]*", value):
+        value = value[2:]
+    return value.removeprefix(name + "=")
+
+
+def _detail_shape(table: dict, data: bytes) -> Shape:
+    """A detail file's records, read line by line (without the engine): each a Row of its attributes."""
+    result = Shape(table, data, False, None, 0, [], is_detail=True)
+    current: Row | None = None
+    for number, line in enumerate(data.decode("utf-8").split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        if line[0] not in "\t ":
+            current = Row(number, number, {"Detail-Date": line}, 1, table.get("record", "call"))
+            result.rows.append(current)
+            continue
+        assert current is not None
+        name, _, value = line.strip().partition(" = ")
+        column, k = name, 1
+        while column in current.values:
+            k += 1
+            column = f"{name}[{k}]"
+        current.values[column] = _detail_value(name, value)
+        current.end = number
+        current.width += 1
+    return result
+
+
 def shape(format_name: str, sample: Sample) -> Shape:
     table = format_table(format_name)
     data = (SAMPLES / format_name / sample.file).read_bytes()
+    if table.get("kind") == "radius-detail":
+        return _detail_shape(table, data)
     if _is_json(table, sample, data):
         objects = json.loads(data.decode("utf-8-sig"), parse_float=str, parse_int=str)
         objects = [{k: "" if v is None else str(v) for k, v in o.items()} for o in objects]
@@ -390,7 +460,9 @@ def applicable(format_name: str, sample: Sample) -> list[str]:
     """The hostile cases a sample yields (statically: at collection time, without the engine)."""
     s = shape(format_name, sample)
     cases = ["truncated_row", "empty_file"]
-    if not s.is_json:
+    # A detail file has no columns (each record lists its attributes) and no file header: the column-count
+    # and header-only cases cannot apply to it.
+    if not s.is_json and not s.is_detail:
         cases += ["too_many_columns", "too_few_columns"]
         if s.header_lines:
             cases.append("header_only")
@@ -413,6 +485,17 @@ def hostile(format_name: str, sample: Sample, case: str, clean_records: int) -> 
         # As the writer would end it: a file without a newline at its end (CUCM) has none after the header either.
         end = b"\n" if s.data.endswith(b"\n") else b""
         return Hostile(case, b"\n".join(lines[: s.header_lines]) + end, records=0)
+    if case == "truncated_row" and s.is_detail:
+        # Cut in the middle of the last record: its last line is cut short (no newline), which a detail file
+        # refuses at that line (a Timestamp cut in its digits would otherwise read as another time).
+        last = s.rows[-1]
+        lines = s.data.split(b"\n")
+        start = len(b"\n".join(lines[: last.start - 1])) + 1
+        end = len(b"\n".join(lines[: last.end]))
+        cut = (start + end) // 2
+        if s.data[cut - 1:cut] == b"\n":
+            cut += 1
+        return Hostile(case, s.data[:cut], line=s.data[:cut].count(b"\n") + 1)
     if case == "truncated_row":
         last = s.rows[-1]
         if s.is_json:
@@ -437,9 +520,9 @@ def hostile(format_name: str, sample: Sample, case: str, clean_records: int) -> 
         assert found is not None
         row, column = found
         value = BAD_NUMBER if case == "bad_number" else BAD_DATE
-        names = {column} | {name for kind in ("call", "charge") for name, f in s.fields(kind).items()
+        names = {column} | {name for kind in LAYOUTS for name, f in s.fields(kind).items()
                             if f.get("column") and s.same(f["column"], column)}
-        line = s.json_line(row) if s.is_json else row.start
+        line = s.json_line(row) if s.is_json else s.detail_line(row, column) if s.is_detail else row.start
         return Hostile(case, s.with_value(row, column, value), line=line, fields=tuple(sorted(names)), value=value)
     if case == "undecodable_bytes":
         found = s.text_target()
@@ -531,7 +614,7 @@ class FormatContract:
         parsed = self.parse(sample)
         positions = [r["position"] for r in parsed.rows]
         assert positions == sorted(positions) and len(set(positions)) == len(positions) and positions[0] >= 1
-        for kind in ("call", "charge"):
+        for kind in LAYOUTS:
             keys = [r["record_key"] for r in parsed.rows if r["layout"] == kind]
             assert all(isinstance(k, str) and k for k in keys)
             assert len(set(keys)) == len(keys), "a record key names one record of a file"

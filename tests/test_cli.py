@@ -19,7 +19,8 @@ COMMANDS = ["upload", "files", "show", "release", "discard", "retry", "records",
             "customers", "customers import", "customers list", "numbers", "numbers import", "numbers list",
             "features", "features import", "features list", "references", "references import", "references list",
             "charges", "charges allocate", "charges allocate-new", "charges rematch", "calls", "calls unmatched",
-            "bill", "bill run", "bill report", "bill lock", "bill export", "bill list"]
+            "bill", "bill run", "bill report", "bill lock", "bill export", "bill list",
+            "xdrs", "xdrs show", "legs", "legs orphans", "legs waiting", "legs join", "legs close", "alerts"]
 
 
 @pytest.fixture

@@ -95,7 +95,7 @@ def test_a_healthy_configuration_passes_every_check(make_config, apps, tmp_path)
                            f"source share {share}"]
     assert all(item["ok"] for item in found.values())
     assert found["config"]["detail"].startswith(str(config))
-    assert found["database"]["detail"].endswith("reachable; schema at head (0009)")
+    assert found["database"]["detail"].endswith("reachable; schema at head (0010)")
     assert "GiB free" in found["staging"]["detail"]
     assert found[f"source share {share}"]["detail"] == "listed: 0 files (nothing fetched)"
 
@@ -122,7 +122,7 @@ def test_a_schema_behind_is_reported_with_the_migrations_pending_and_not_migrate
         conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     result = doctor(app.config.path)
     line = failed_line(result, "database")
-    assert line.endswith("reachable; schema behind, 5 migrations pending (0004 -> 0009); the next other cdr command "
+    assert line.endswith("reachable; schema behind, 6 migrations pending (0004 -> 0010); the next other cdr command "
                          "applies them")
     assert app.catalog.current_revision() == "0004"
 

@@ -192,7 +192,57 @@ class TestGenericChargesCsv(FormatContract):
     )
 
 
+# -- radius-detail: one call through two Cisco gateways, four legs, each a Start and a Stop ---------------------
+
+_CONF = "110003F6 52FA39EB 8C3F0012 3B1F9C1A"
+_LEG = dict(layout="leg", conf_id=_CONF, user_name="01632960123", calling_number="01632960123",
+            called_number="01632960999", setup_time="2026-02-11 14:55:41")
+_STOP = dict(status_type="Stop", connect_time="2026-02-11 14:55:49", disconnect_time="2026-02-11 14:57:41",
+             session_seconds=112, disconnect_cause="10")
+_START = dict(status_type="Start", connect_time=None, disconnect_time=None, session_seconds=None,
+              disconnect_cause=None)
+# gw-a (10.0.0.1, UTC times, the server keeps Cisco's "name=" prefixes): leg 1 answer/Telephony, leg 2
+# originate/VoIP; gw-b (10.0.0.2, GMT+4 times, a v4 server: prefixes stripped, "::Start"): leg 3 answer/VoIP,
+# leg 4 originate/Telephony, whose clock is not synchronised (*).
+_L1 = dict(_LEG, session_id="0000001F", unique_session_id="5a1e0c3d2e4b5a6f", nas_ip="10.0.0.1", call_origin="answer",
+           call_type="Telephony", sip_call_id=None, remote_address=None, clock_flag=None)
+_L2 = dict(_LEG, session_id="00000020", unique_session_id="7b2f1d4e3f5c6b70", nas_ip="10.0.0.1",
+           call_origin="originate", call_type="VoIP", sip_call_id="4A7C1E00@10.0.0.1", remote_address="10.0.0.2")
+_L3 = dict(_LEG, session_id="00000A01", unique_session_id="9c3a2e5f4a6d7c81", nas_ip="10.0.0.2", call_origin="answer",
+           call_type="VoIP", sip_call_id="4A7C1E00@10.0.0.1", remote_address="10.0.0.1", clock_flag=None)
+_L4 = dict(_LEG, session_id="00000A02", unique_session_id="ad4b3f6a5b7e8d92", nas_ip="10.0.0.2",
+           call_origin="originate", call_type="Telephony", sip_call_id=None, clock_flag="*")
+
+
+class TestRadiusDetail(FormatContract):
+    format_name = "radius-detail"
+    samples = (
+        Sample("detail-20260211", None, (
+            dict(_L1, **_START, event_time="2026-02-11 14:55:41",
+                 extra={"Detail-Date": "Wed Feb 11 14:55:41 2026", "h323-gw-id": "gw-a.",
+                        "Cisco-AVPair": f"h323-incoming-conf-id={_CONF}", "NAS-Port-Id": "ISDN 0:D:1"}),
+            dict(_L2, **_START, event_time="2026-02-11 14:55:41",
+                 extra={"Cisco-AVPair": "call-id=4A7C1E00@10.0.0.1",
+                        "Cisco-AVPair[2]": f"h323-incoming-conf-id={_CONF}"}),
+            dict(_L3, **_START, event_time="2026-02-11 14:55:42", extra={"Packet-Type": "Accounting-Request"}),
+            dict(_L4, **_START, event_time="2026-02-11 14:55:42"),
+            dict(_L2, **_STOP, event_time="2026-02-11 14:57:41", record_key="7b2f1d4e3f5c6b70\x1fStop\x1f112",
+                 extra={"Cisco-AVPair[3]": "release-source=4", "Cisco-AVPair[4]": 'h323-ivr-out=Tariff:"Peak" café',
+                        "Acct-Output-Packets": "111"}),
+            dict(_L1, **_STOP, event_time="2026-02-11 14:57:41", extra={"Request-Authenticator": "Verified"}),
+            dict(_L4, **_STOP, event_time="2026-02-11 14:57:42"),
+            # The last record, with no blank line after it.
+            dict(_L3, **_STOP, event_time="2026-02-11 14:57:42", record_key="9c3a2e5f4a6d7c81\x1fStop\x1f112"),
+        )),
+    )
+
+    def test_a_start_is_keyed_by_its_hash_and_a_stop_by_its_session(self):
+        rows = self.parse(self.samples[0]).rows
+        assert [r["record_key"].startswith("h:") for r in rows] == [True] * 4 + [False] * 4
+
+
 def test_every_builtin_format_runs_the_contract():
     tested = {cls.format_name for cls in FormatContract.__subclasses__()}
     assert set(builtin_format_tables()) == tested == {
-        "hero-feed", "techconnections-feed", "asterisk-csv", "freeswitch-csv", "cucm-cdr", "generic-charges-csv"}
+        "hero-feed", "techconnections-feed", "asterisk-csv", "freeswitch-csv", "cucm-cdr", "generic-charges-csv",
+        "radius-detail"}

@@ -52,19 +52,7 @@ def test_the_billing_example_runs_on_the_shipped_samples(tmp_path):
     """README's Billing worked example, step by step in a fresh copy of the samples and configuration: the charges
     allocated as they load, the unregistered number listed and excepted, the run built, reported, locked and
     exported with exact prices."""
-    [block] = [b for b in re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S) if "bill run" in b]
-    steps = [step.strip() for step in block.split("&&")]
-    assert all(step.startswith(".venv/bin/cdr ") for step in steps), steps
-    shutil.copytree(REPO / "samples", tmp_path / "samples")
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDR_")}
-    outputs = {}
-    for step in steps:
-        argv = step.split()
-        argv[0] = str(Path(sys.executable).with_name("cdr"))
-        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, (step, done.stderr)
-        outputs[" ".join(step.split()[1:3])] = done.stdout
+    outputs = {command: runs[-1][0] for command, runs in run_worked_example(tmp_path, "bill lock").items()}
     charges = outputs["charges"].splitlines()
     assert len(charges) == 3 and all(" auto " in line and "KIWI003" in line for line in charges[1:])
     assert outputs["calls unmatched"].splitlines()[1].split()[:4] == ["07700900999", "hero", "1", "0.04"]
@@ -82,3 +70,43 @@ def test_the_billing_example_runs_on_the_shipped_samples(tmp_path):
                       ("line-rental", "NZD", "49.00"),  # a whole month at the fixed price
                       ("broadband", "NZD", "92.87"),  # 77.39 + 20% = 92.868
                       ("Mobile", "NZD", "0.15")}
+
+
+def test_the_network_example_runs_on_the_shipped_samples(tmp_path):
+    """README's "Our own network" worked example, step by step in a fresh copy of the samples and configuration:
+    gw-b's file alone leaves its calls waiting for gw-a; with gw-a's, three xDRs, two on accounts by their
+    numbers, one raising a security alert; the billing run prices the two."""
+    outputs = run_worked_example(tmp_path, "xdrs")
+    waiting = outputs["legs waiting"][0][0].splitlines()
+    assert len(waiting) == 4 and all(line.split()[-5] == "4" for line in waiting[1:])  # 4 legs each, waiting
+    xdrs = [line.split() for line in outputs["xdrs"][0][0].splitlines()[1:]]
+    assert [(x[5], x[6], x[-6], x[-5], x[-3], x[-2]) for x in xdrs] == [
+        ("ACME001", "01632960123", "112", "112", "8", "complete"),
+        ("BETA002", "01632960124", "60", "60", "8", "complete"),
+        ("-", "01632960125", "0", "0", "8", "complete")]
+    assert "security alert" in outputs["upload samples/radius/detail-20260211-gw-a"][0][1]
+    [alert] = outputs["alerts"][0][0].splitlines()[1:]
+    assert "01632960125" in alert and "gw-b" in alert
+    assert outputs["bill run"][0][0].startswith(
+        "run 1 (2026-02, draft, build): 2 lines (0 late); GBP: retail 0.06, cost 0.00, margin 0.06; "
+        "exceptions: unmatched 1")
+
+
+def run_worked_example(tmp_path, marker: str) -> dict[str, list[tuple[str, str]]]:
+    """Run the README's ``sh`` block containing ``marker``, step by step (each a ``.venv/bin/cdr`` command joined
+    by ``&&``), in a fresh copy of the samples and configuration; each step's (stdout, stderr) by its command and
+    first argument ("bill run", "upload samples/..."), in order."""
+    [block] = [b for b in re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S) if marker in b]
+    steps = [step.strip() for step in block.split("&&")]
+    assert all(step.startswith(".venv/bin/cdr ") for step in steps), steps
+    shutil.copytree(REPO / "samples", tmp_path / "samples")
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDR_")}
+    outputs: dict[str, list[tuple[str, str]]] = {}
+    for step in steps:
+        argv = step.split()
+        argv[0] = str(Path(sys.executable).with_name("cdr"))
+        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (step, done.stderr)
+        outputs.setdefault(" ".join(step.split()[1:3]), []).append((done.stdout, done.stderr))
+    return outputs

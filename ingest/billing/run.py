@@ -92,6 +92,7 @@ from ..catalog.schema import (
     features,
     files,
     numbers,
+    xdrs,
 )
 from ..errors import NotFound, PermanentError
 from ..export import write_csv
@@ -276,26 +277,54 @@ def _charges_select(dialect: str, app: App, first: date, last: date, late_months
                          .outerjoin(r2, r2.c.rank == base.c.wholesale_rank)))
 
 
-def _calls_select(dialect: str, app: App, first: date, last: date, late_months: list[str], retail_names, conn):
-    c = calls
-    n, acct = numbers.alias("n"), accounts.alias("acct")
-    day = record_date(dialect, CALL)
-    number = call_number(c)
-    where, late = _scope(dialect, "call", day, c, first, last, late_months)
+def _xdr_calls(dialect: str):
+    """xDRs (ingest.legs) as calls of the run: the account the join found, the charged duration as the seconds
+    priced, the calling number shown as the number, the UTC date of the setup as the date; no carrier cost."""
+    x = xdrs
+    day = (func.substr(x.c.setup_time, 1, 10) if dialect == "sqlite"
+           else cast(func.timezone("UTC", x.c.setup_time), Date))
+    return select(x.c.id, x.c.file_id, x.c.carrier, x.c.account, x.c.calling_number.label("number"),
+                  type_coerce(day, Date).label("day"), cast(null(), String).label("call_type"),
+                  cast(null(), String).label("direction"),
+                  (literal("call to ") + func.coalesce(x.c.called_number, "?")).label("description"),
+                  x.c.charged_seconds.label("connected_seconds"), cast(null(), BigInteger).label("billed_seconds"),
+                  cast(null(), BigInteger).label("charge"), cast(null(), BigInteger).label("charge_excl"),
+                  cast(null(), String).label("currency"),
+                  x.c.status, x.c.reason).subquery("x")
+
+
+def _calls_select(dialect: str, app: App, first: date, last: date, late_months: list[str], retail_names, conn,
+                  kind: str = "call"):
+    """The work rows of the run's calls (``kind`` call: the carriers' calls, matched to accounts by number) or
+    xDRs (``kind`` xdr: our own network's calls, whose account the join found)."""
+    acct = accounts.alias("acct")
+    if kind == "call":
+        c = calls
+        n = numbers.alias("n")
+        day = record_date(dialect, CALL)
+        number = call_number(c)
+        account = n.c.account
+        source = c.outerjoin(n, number_on_date(n, number, day))
+        status, status_reason = cast(null(), String), cast(null(), String)
+    else:
+        c = _xdr_calls(dialect)
+        day, number, account, source = c.c.day, c.c.number, c.c.account, c
+        status, status_reason = c.c.status, c.c.reason
+    where, late = _scope(dialect, kind, day, c, first, last, late_months)
     picks = pricing.fill_usage_picks(conn, app.config, c, where)
     p1, p2 = picks.alias("p1"), picks.alias("p2")
     call_type, direction, carrier = pricing.usage_key(c)
     same_key = lambda p: and_(p.c.call_type == call_type, p.c.direction == direction,  # noqa: E731
                               p.c.carrier == carrier)
-    base = (select(c.c.id, c.c.file_id, c.c.carrier, n.c.account, number.label("number"), day.label("item_date"),
-                   late.label("late"), c.c.call_type,
+    base = (select(c.c.id, c.c.file_id, c.c.carrier, account.label("account"), number.label("number"),
+                   day.label("item_date"), late.label("late"), c.c.call_type,
                    func.coalesce(c.c.description, c.c.call_type).label("description"),
                    func.coalesce(c.c.connected_seconds, c.c.billed_seconds, const(0)).label("basis"),
                    pricing.call_cost(c.c).label("cost"),
                    func.coalesce(func.nullif(c.c.currency, ""), literal(app.config.billing.currency)).label("currency"),
-                   acct.c.tariff, p1.c.rank.label("retail_rank"), p2.c.rank.label("wholesale_rank"))
-            .select_from(c.outerjoin(n, number_on_date(n, number, day))
-                         .outerjoin(acct, acct.c.account == n.c.account)
+                   acct.c.tariff, p1.c.rank.label("retail_rank"), p2.c.rank.label("wholesale_rank"),
+                   status.label("status"), status_reason.label("status_reason"))
+            .select_from(source.outerjoin(acct, acct.c.account == account)
                          .outerjoin(p1, and_(p1.c.role == "retail", p1.c.tariff == acct.c.tariff, same_key(p1)))
                          .outerjoin(p2, and_(p2.c.role == "wholesale", p2.c.tariff == "", same_key(p2))))
             .where(where)
@@ -312,15 +341,20 @@ def _calls_select(dialect: str, app: App, first: date, last: date, late_months: 
                       .outerjoin(r2, r2.c.rank == base.c.wholesale_rank))
          .offset(0)
          .subquery("m"))
-    exception = case((m.c.account.is_(None), "unmatched"), (m.c.rank1.is_(None), "no-rate"), else_=null())
-    reason = case((and_(m.c.account.is_(None), func.coalesce(m.c.number, "") == ""), "no-number"),
+    # An xDR the window closed before all its legs came is never billed as it is (exception incomplete); one
+    # whose User-Name named no account is unmatched (no-account: a security alert was raised).
+    exception = case((m.c.status == "incomplete", "incomplete"), (m.c.account.is_(None), "unmatched"),
+                     (m.c.rank1.is_(None), "no-rate"), else_=null())
+    reason = case((m.c.status == "incomplete", m.c.status_reason),
+                  (and_(m.c.account.is_(None), m.c.status.is_not(None)), "no-account"),
+                  (and_(m.c.account.is_(None), func.coalesce(m.c.number, "") == ""), "no-number"),
                   (m.c.account.is_(None), "unregistered-number"),
                   (m.c.rank1.is_(None), _no_rate_reason(m.c.tariff, retail_names)), else_=null())
 
     def rounded(rank, n, d):
         return case((rank.is_(None), None), else_=pricing.round_half_up(n, d, m.c.step))
 
-    return select(literal("call").label("source_kind"), m.c.id, m.c.file_id, m.c.carrier, m.c.account, m.c.number,
+    return select(literal(kind).label("source_kind"), m.c.id, m.c.file_id, m.c.carrier, m.c.account, m.c.number,
                   m.c.item_date, m.c.late, m.c.call_type, m.c.description, const(pricing.UNIT), m.c.seconds,
                   m.c.currency, rounded(m.c.rank1, m.c.n1, m.c.d1), m.c.cost, rounded(m.c.rank2, m.c.n2, m.c.d2),
                   m.c.rate, pricing.exact(dialect, m.c.n1, m.c.n2), exception, reason)
@@ -378,6 +412,8 @@ def _build(app: App, period: str, first: date, last: date, cutoff: date | None, 
                                                                             retail_names)))
         conn.execute(insert(work).from_select(WORK_COLUMNS, _calls_select(dialect, app, first, last, late_months,
                                                                           retail_names, conn)))
+        conn.execute(insert(work).from_select(WORK_COLUMNS, _calls_select(dialect, app, first, last, late_months,
+                                                                          retail_names, conn, kind="xdr")))
         w = work.c
         (inexact,) = conn.execute(select(func.count()).where(w.exact == 0)).one()
         if inexact:  # SQLite turned an integer overflow into a float: refuse rather than bill a rounded price

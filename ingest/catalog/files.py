@@ -183,7 +183,8 @@ class Loaded:
     counted: dict[str, tuple[int, str | None, str | None]] | None = None
 
 
-_SPAN_COLUMNS = {"call": ("first_call_id", "last_call_id"), "charge": ("first_charge_id", "last_charge_id")}
+_SPAN_COLUMNS = {"call": ("first_call_id", "last_call_id"), "charge": ("first_charge_id", "last_charge_id"),
+                 "leg": ("first_leg_id", "last_leg_id")}
 
 
 def last_id_given(conn: Connection, table: str) -> int:
@@ -310,11 +311,11 @@ def mark_loaded_dbapi(cursor, file_id: int, loaded: Loaded, *, actor: str, name_
     values = _loaded_values(rows, cursor.fetchone()[0])
     period = values.get("billing_period")
     why = loaded_why(loaded.inserted, loaded.skipped, period, loaded.dropped)
-    spans = [values.get(column) for kind in ("call", "charge") for column in _SPAN_COLUMNS[kind]]
+    spans = [values.get(column) for kind in ("call", "charge", "leg") for column in _SPAN_COLUMNS[kind]]
     cursor.execute(
         "UPDATE files SET status = 'loaded', records_loaded = ?, records_skipped = ?, records_dropped = ?,"
         " error = NULL, reason = NULL, first_call_id = ?, last_call_id = ?, first_charge_id = ?,"
-        " last_charge_id = ?, records_from = ?, records_to = ?,"
+        " last_charge_id = ?, first_leg_id = ?, last_leg_id = ?, records_from = ?, records_to = ?,"
         " billing_period = COALESCE(billing_period, ?), updated_at = ? WHERE id = ? AND status = 'queued'",
         (loaded.inserted, loaded.skipped, loaded.dropped, *spans, _iso(values["records_from"]),
          _iso(values["records_to"]), period, stamp, file_id),

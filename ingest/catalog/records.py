@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Connection, Select, String, false, func, o
 from sqlalchemy.engine import MappingResult
 
 from ..core import month_bounds
-from ..layouts import CALL, CHARGE, LAYOUT_BY_FILE_TYPE, Layout
+from ..layouts import CALL, CHARGE, LAYOUT_BY_FILE_TYPE, LEG, Layout
 from . import files as catalog_files
 from .db import stream
 from .schema import RECORD_TABLES
@@ -32,6 +32,8 @@ _AT_A_GLANCE = {
              "billed_seconds", "charge", "charge_excl"),
     "charge": ("id", "file_id", "carrier", "carrier_record_id", "customer_reference", "number_reference",
                "product_code", "period_start", "charge_date", "quantity", "cost", "cost_incl"),
+    "leg": ("id", "file_id", "carrier", "status_type", "event_time", "conf_id", "nas_ip", "user_name",
+            "call_origin", "calling_number", "called_number", "session_seconds"),
 }
 
 
@@ -49,6 +51,8 @@ def layout_for(conn: Connection, record_type: str | None, file_id: int | None) -
         found = catalog_files.get_file(conn, file_id)
         if found["first_call_id"] is None and found["first_charge_id"] is not None:
             return CHARGE
+        if found["first_call_id"] is None and found["first_leg_id"] is not None:
+            return LEG
         if found["first_call_id"] is None and found["type"] in LAYOUT_BY_FILE_TYPE:
             return LAYOUT_BY_FILE_TYPE[found["type"]]
     return CALL

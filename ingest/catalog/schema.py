@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from ingest.layouts import CALL, CHARGE, Layout, money_decimal, money_units
+from ingest.layouts import CALL, CHARGE, LEG, Layout, money_decimal, money_units
 
 metadata = MetaData(
     naming_convention={
@@ -138,12 +138,6 @@ files = Table(
     Column("released", Boolean, nullable=False, default=False),
     Column("records_loaded", BigInteger, nullable=False, default=0),
     Column("records_skipped", BigInteger, nullable=False, default=0),
-    # The ids this file's records were given (one load transaction, so a dense range on SQLite): finds a
-    # file's records through the primary key, without an index on records.file_id to slow every load.
-    Column("first_call_id", BigInteger),
-    Column("last_call_id", BigInteger),
-    Column("first_charge_id", BigInteger),
-    Column("last_charge_id", BigInteger),
     Column("received_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     # What the source said the file is when it was received (a dir mapping, a mail route, a drop folder's
@@ -159,9 +153,19 @@ files = Table(
     # date gets its billing period from them, and ``cdr files --period`` finds it by the months it covers.
     Column("records_from", Date),
     Column("records_to", Date),
+    # The ids this file's records were given (one load transaction, so a dense range on SQLite): finds a
+    # file's records through the primary key, without an index on records.file_id to slow every load
+    # (migration 0007).
+    Column("first_call_id", BigInteger),
+    Column("last_call_id", BigInteger),
+    Column("first_charge_id", BigInteger),
+    Column("last_charge_id", BigInteger),
     # Rows dropped as identical to an earlier row of the same file (a format's ``duplicate_rows = "once"``),
     # counted so that none is dropped silently (migration 0007).
-    Column("records_dropped", BigInteger, nullable=False, default=0),
+    Column("records_dropped", BigInteger, nullable=False, default=0, server_default="0"),
+    # The ids this file's call legs were given, as first_call_id/last_call_id (migration 0010).
+    Column("first_leg_id", BigInteger),
+    Column("last_leg_id", BigInteger),
     Index(None, "fingerprint"),
     Index(None, "carrier", "name"),
     Index(None, "status"),
@@ -223,7 +227,8 @@ def record_table(layout: Layout, *extra_indexes: Index) -> Table:
 # (the rowid, free). Loads read the sequence, not MAX(id), for the ids they take (ingest.catalog.files).
 calls = record_table(CALL, Index("ix_calls_id", "id", postgresql_using="brin").ddl_if(dialect="postgresql"))
 charges = record_table(CHARGE)
-RECORD_TABLES: dict[str, Table] = {CALL.kind: calls, CHARGE.kind: charges}
+legs = record_table(LEG)
+RECORD_TABLES: dict[str, Table] = {CALL.kind: calls, CHARGE.kind: charges, LEG.kind: legs}
 
 
 # Remote state (collectors of remote servers). ``remote_collected``: every remote entry a source took, by
@@ -392,7 +397,7 @@ billing_events = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("at", UTCDateTime, nullable=False),
     Column("actor", String, nullable=False),
-    Column("subject", String, nullable=False),  # customers, numbers, features, references, charge, run
+    Column("subject", String, nullable=False),  # customers, numbers, features, references, charge, run, legs
     Column("subject_id", String),
     Column("action", String, nullable=False),
     Column("detail", Text),
@@ -422,7 +427,7 @@ bill_lines = Table(
     # No foreign key: a per-row check costs the run's bulk insert about a third of its time on PostgreSQL; the
     # run's own transaction, which holds its bill_runs row, is the only writer of its lines.
     Column("run_id", Id, nullable=False),
-    Column("source_kind", String, nullable=False),  # charge | call
+    Column("source_kind", String, nullable=False),  # charge | call | xdr
     Column("source_id", BigInteger, nullable=False),
     Column("file_id", BigInteger, nullable=False),
     Column("carrier", Key, nullable=False),
@@ -454,7 +459,7 @@ bill_exceptions = Table(
     Column("source_id", BigInteger, primary_key=True),
     Column("file_id", BigInteger, nullable=False),
     Column("carrier", Key, nullable=False),
-    Column("exception", String, nullable=False),  # unallocated | unmatched | no-rate
+    Column("exception", String, nullable=False),  # unallocated | unmatched | no-rate | incomplete
     Column("reason", String),
     Column("account", Key),
     Column("number", Key),
@@ -471,4 +476,113 @@ billed_sources = Table(
     Column("source_kind", String, primary_key=True),
     Column("source_id", BigInteger, primary_key=True),
     Column("run_id", Id, ForeignKey("bill_runs.id"), nullable=False),
+)
+
+
+# Joining legs into xDRs (ingest.legs, migration 0010). ``leg_files``: the loaded files whose legs joining has
+# taken (into ``pending_legs``), so a file's legs are taken once, whatever fails in between. ``pending_legs``: the
+# legs waiting for the rest of their call, with what joining worked out for each (its call id, the node that
+# sent it, its session: the Start and the Stop of one session share it); a leg leaves it in the transaction that
+# puts it in an xDR (``xdr_legs``, whose primary key puts a leg in one xDR only) or lists it an orphan.
+leg_files = Table(
+    "leg_files",
+    metadata,
+    Column("file_id", Id, primary_key=True),
+    Column("taken_at", UTCDateTime, nullable=False),
+    Column("newest_event", UTCDateTime),  # its legs' latest event_time: the accounting clock the window runs on
+)
+
+pending_legs = Table(
+    "pending_legs",
+    metadata,
+    Column("leg_id", Id, primary_key=True),
+    Column("carrier", Key, nullable=False),
+    Column("call_id", Key, nullable=False),
+    Column("node", Key, nullable=False),  # the NAS-IP-Address ('' when the record has none)
+    Column("session", Key, nullable=False),
+    Column("named_node", Key),  # a trusted node it names (User-Name, else remote address): the call waits for it
+    Column("status_type", String, nullable=False),
+    Column("event_time", UTCDateTime, nullable=False),
+    Column("file_id", Id, nullable=False),
+    Index(None, "carrier", "call_id"),
+)
+
+# One xDR per party billed for a call: the session an account pays for (a gateway's legs of the call, with the
+# legs of the trusted gateways that relayed it; each session of a PBX node). ``party`` names that session, so a
+# call joined again never gives a second xDR for it (the unique key). ``status``: complete, or incomplete (closed
+# by the window; ``reason`` says what was missing). ``account`` NULL: no account was found (a security alert).
+xdrs = Table(
+    "xdrs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("carrier", Key, nullable=False),
+    Column("call_id", Key, nullable=False),
+    Column("party", Key, nullable=False),
+    Column("account", Key),
+    Column("user_name", Key),
+    Column("calling_number", Key),
+    Column("called_number", Key),
+    Column("setup_time", UTCDateTime, nullable=False),
+    Column("connect_time", UTCDateTime),
+    Column("disconnect_time", UTCDateTime),
+    Column("charged_seconds", BigInteger, nullable=False),
+    Column("call_seconds", BigInteger, nullable=False),
+    Column("disconnect_cause", String),
+    Column("remote_address", String),  # where the billed party's call came from (its answer leg's)
+    Column("gateways", String),
+    Column("leg_count", BigInteger, nullable=False),
+    Column("status", String, nullable=False),
+    Column("reason", String),
+    Column("file_id", Id, nullable=False),  # the file of its latest leg (billing reconciles per file)
+    Column("joined_at", UTCDateTime, nullable=False),
+    UniqueConstraint("carrier", "call_id", "party"),
+    Index(None, "setup_time"),
+    Index(None, "account"),
+)
+
+xdr_legs = Table(
+    "xdr_legs",
+    metadata,
+    Column("leg_id", Id, primary_key=True),
+    Column("xdr_id", Id, nullable=False),
+    Index(None, "xdr_id"),
+)
+
+# PBX call details of an xDR (auxiliary): via_hg, via_ext, media_duration, acli, as (type, value) rows.
+xdr_details = Table(
+    "xdr_details",
+    metadata,
+    Column("xdr_id", Id, primary_key=True),
+    Column("detail_type", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Legs that joined no complete call: the legs of a call the window closed (``xdr_id``: its incomplete xDR) and
+# legs that came after their call was produced (``late``).
+orphan_legs = Table(
+    "orphan_legs",
+    metadata,
+    Column("leg_id", Id, primary_key=True),
+    Column("carrier", Key, nullable=False),
+    Column("call_id", Key, nullable=False),
+    Column("reason", String, nullable=False),
+    Column("xdr_id", Id),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+# A call whose User-Name names no account: one alert per xDR (the unique key), mailed once when configured.
+security_alerts = Table(
+    "security_alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("raised_at", UTCDateTime, nullable=False),
+    Column("call_time", UTCDateTime, nullable=False),
+    Column("carrier", Key, nullable=False),
+    Column("call_id", Key, nullable=False),
+    Column("user_name", Key),
+    Column("remote_address", String),
+    Column("gateway", String),
+    Column("xdr_id", Id, nullable=False, unique=True),
+    Column("mailed_at", UTCDateTime),
+    Column("mail_error", Text),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli import Context, cli, emit_json, emit_table, handled, pass_ctx, period_option
+from ..cli import Context, cli, emit_json, emit_listing, handled, pass_ctx, period_option
 
 CHARGE_STATUSES = ("unallocated", "auto", "manual", "pending")
 # The columns of the table on screen (--json has every one: ingest.billing.allocation.CHARGE_COLUMNS).
@@ -39,12 +39,7 @@ def charges(ctx: click.Context, status, carrier, period, limit, as_json):
     from ..billing.allocation import list_charges
 
     found = list_charges(ctx.find_object(Context).app, status=status, carrier=carrier, period=period, limit=limit)
-    if as_json:
-        emit_json(found)
-    elif found:
-        emit_table(found, CHARGE_TABLE)
-    else:
-        click.echo("(none)")
+    emit_listing(found, CHARGE_TABLE, as_json)
 
 
 @charges.command("allocate")

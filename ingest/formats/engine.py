@@ -21,6 +21,7 @@ from ingest.errors import ConfigError, NotText, ParseError
 from ingest.layouts import LAYOUTS, Layout
 
 from .convert import Context, convert, reason
+from .detail import detail_record_lines, read_detail
 from .read import (
     DELIMITERS,
     HEAD_BYTES,
@@ -59,6 +60,12 @@ class _Plan:
     header_line: int = 0
     empty: bool = False  # no rows at all
 
+    @property
+    def keyed(self) -> bool:
+        """Whether each record names its own columns (JSON objects, detail records), so that a column may be
+        absent from some records (null), rather than every row having the header's columns."""
+        return self.fmt in ("json", "detail")
+
 
 class Format:
     """A compiled format: what does not depend on the file, worked out once."""
@@ -80,7 +87,8 @@ class Format:
             self.known.setdefault(spec_key(spec, name), name)
         self.columns_known = {spec_key(spec, name) for name in spec.columns}
         # Columns a header must have: the key's and those of fields required by the format (not only by a layout).
-        required: list[str] = list(spec.key) if isinstance(spec.key, tuple) else []
+        # (A key that falls back to the row's hash when a column is missing requires none.)
+        required: list[str] = list(spec.key) if isinstance(spec.key, tuple) and spec.key_else is None else []
         for kind, fields in spec.fields.items():
             layout = LAYOUTS[kind]
             for name, f in fields.items():
@@ -176,6 +184,8 @@ class FileParser:
             raise NotText(source.name, what)
         if spec.kind in ("json", "fixed"):
             return spec.kind
+        if spec.kind == "radius-detail":
+            return "detail"
         return _NAMES_BY_DELIMITER.get(spec.delimiter, "delimited")
 
     def _fits(self, rows: list[list[str]]) -> bool:
@@ -208,7 +218,7 @@ class FileParser:
     def _plan(self, source: Source) -> _Plan:
         spec = self.spec
         fmt = self.file_format(source)
-        if fmt == "json":
+        if fmt in ("json", "detail"):
             return _Plan(fmt, self._dialect(","), [], {})
         if fmt == "fixed":
             names = list(spec.columns)
@@ -275,6 +285,8 @@ class FileParser:
     def _blocks(self, source: Source, plan: _Plan) -> Iterator[TextBlock]:
         if plan.fmt == "json":
             return read_json_array(source, plan.dialect)
+        if plan.fmt == "detail":
+            return read_detail(source, plan.dialect, self.spec.avpairs)
         if plan.fmt == "fixed":
             return self._fixed_blocks(source, plan)
         if self.spec.min_columns and plan.names == list(self.spec.columns)[: len(plan.names)]:
@@ -319,6 +331,8 @@ class FileParser:
             return {}
         if plan.fmt == "json":
             rows = json_element_lines(source, plan.dialect)
+        elif plan.fmt == "detail":
+            rows = detail_record_lines(source, plan.dialect)
         elif plan.fmt == "fixed":
             rows = (number for number, _text in scan_lines(source, plan.dialect, plan.header_line))
         else:
@@ -329,7 +343,7 @@ class FileParser:
 
     def _columns(self, source: Source, plan: _Plan, block: TextBlock):
         """(columns by canonical name, how each is shown, wrong JSON types, explicit JSON nulls) of a block."""
-        if plan.fmt != "json":
+        if not plan.keyed:
             return block.columns, plan.display, {}, {}
         columns: dict[str, pa.Array] = {}
         display: dict[str, str] = {}
@@ -404,17 +418,17 @@ class FileParser:
                     checks.append(_Check(field, read, _masked(note, mask), why))
                 checks.append(_Check(field, read, _masked(bad, mask), reason(f)))
                 if empty is not None and f.required:
-                    if original is None and plan.fmt != "json":  # only a header can leave a column out
+                    if original is None and not plan.keyed:  # only a header can leave a column out
                         checks.append(_Check(f.column, None, _masked(pa.repeat(True, n), mask), MISSING_COLUMN,
                                              header=True))
-                    elif absent is not None and plan.fmt == "json":
+                    elif absent is not None and plan.keyed:
                         checks.append(_Check(column, None, _masked(pc.and_(absent, empty), mask), MISSING_KEY))
                     checks.append(_Check(field, read, _masked(empty, mask), EMPTY))
             outputs[kind] = out
         any_rows = None
         if kinds is not None:
             any_rows = pc.fill_null(pc.is_in(kinds, value_set=pa.array(sorted(self.kinds))), False)
-        keys = self._keys(columns, display, converted, n, any_rows, checks, plan)
+        keys, incomplete = self._keys(columns, display, converted, n, any_rows, checks, plan)
 
         invalid = _first_invalid(checks)
         if invalid is not None:
@@ -422,6 +436,9 @@ class FileParser:
             if check.header:
                 raise ParseError(source.name, plan.header_line or None, check.field, check.reason)
             line = block.lines[index] if block.lines is not None else None
+            at = _cell_line(block, check.field, index, compiled)
+            if at is not None:  # the value's own line (a detail file's attribute line)
+                line = at
             if line is None:
                 position = block.first_ordinal + index + 1
                 line = self.record_lines(source, [position]).get(position)
@@ -429,8 +446,22 @@ class FileParser:
             raise ParseError(source.name, line, check.field, check.reason, value)
 
         positions = pc.add(_counting(n), block.first_ordinal + 1)
+        # The file's own columns (without those a detail file derives from Cisco-AVPair): what a row's hash is of.
+        own = block.own if block.own is not None and compiled.hook is None else columns
         if spec.key == "row":
-            keys, keep = state.row_keys(self._row_texts(plan, columns, n), any_rows, masks, spec)
+            keys, keep = state.row_keys(self._row_texts(plan, own, n), any_rows, masks, spec)
+        elif incomplete is not None and pc.any(incomplete).as_py():
+            # key_else = "row": the records missing a key column are keyed by their row's hash instead.
+            subset = pc.indices_nonzero(incomplete)
+            texts = self._row_texts(plan, {name: pc.take(values, subset) for name, values in own.items()},
+                                    len(subset))
+            sub_masks = {kind: (None if mask is None else pc.take(mask, subset)) for kind, mask in masks.items()}
+            sub_any = None if any_rows is None else pc.take(any_rows, subset)
+            hashed, sub_keep = state.row_keys(texts, sub_any, sub_masks, spec)
+            keys = pc.replace_with_mask(keys, incomplete, hashed)
+            keep = None
+            if sub_keep is not None:
+                keep = pc.replace_with_mask(pa.repeat(pa.scalar(True), n), incomplete, sub_keep)
         else:
             keep = None
         extra_cache: dict[str, pa.Array] = {}
@@ -510,10 +541,14 @@ class FileParser:
                 empty = pc.and_(pc.is_null(values), pc.invert(bad)) if values.null_count else _no_rows(n)
         return values, text, bad, empty, absent, read, notes
 
-    def _keys(self, columns, display, converted, n, any_rows, checks, plan) -> pa.Array:
+    def _keys(self, columns, display, converted, n, any_rows, checks, plan) -> tuple[pa.Array, pa.Array | None]:
+        """(the key columns' keys, the rows missing a key column when the format falls back to the row's hash
+        for them (``key_else = "row"``), else None: an empty key column fails the file)."""
         spec = self.spec
         if spec.key == "row":
-            return pa.nulls(n, pa.string())
+            return pa.nulls(n, pa.string()), None
+        fallback = spec.key_else == "row"
+        incomplete = None
         parts = []
         for col in spec.key:
             name = self.compiled.canonical(col)
@@ -522,26 +557,31 @@ class FileParser:
                 if field not in converted:
                     converted[field] = self._field(field, columns, n)
                 values = converted[field][0]
+                if values.type != pa.string():  # an int field's number: its canonical digits
+                    values = pc.cast(values, pa.string())
             else:
                 given = columns.get(name)
-                if given is None and plan.fmt != "json":
+                if given is None and not plan.keyed and not fallback:
                     checks.append(_Check(col, None, _masked(pa.repeat(True, n), any_rows), MISSING_COLUMN,
                                          header=True))
                     given = pa.nulls(n, pa.string())
                 values = pc.utf8_trim_whitespace(given) if given is not None else pa.nulls(n, pa.string())
             empty = pc.fill_null(pc.equal(values, ""), True)
-            checks.append(_Check(display.get(name, col), columns.get(name), _masked(empty, any_rows), EMPTY))
+            if fallback:
+                incomplete = empty if incomplete is None else pc.or_(incomplete, empty)
+            else:
+                checks.append(_Check(display.get(name, col), columns.get(name), _masked(empty, any_rows), EMPTY))
             parts.append(values)
         if len(parts) == 1:
-            return pc.fill_null(parts[0], "")
-        return pc.binary_join_element_wise(*[pc.fill_null(p, "") for p in parts], "\x1f")
+            return pc.fill_null(parts[0], ""), incomplete
+        return pc.binary_join_element_wise(*[pc.fill_null(p, "") for p in parts], "\x1f"), incomplete
 
     def _row_texts(self, plan: _Plan, columns: dict[str, pa.Array], n: int) -> list[str]:
         """Each row as one text, for key = "row": its columns joined as given (JSON: its keys, sorted, with
         their values), so that the same row in another file is the same text."""
         # Each present value with a leading separator, absent ones empty, then the first separator dropped.
         # (Arrow's binary_join_element_wise with null_handling="skip" drops rows where every value is null.)
-        if plan.fmt == "json":
+        if plan.keyed:
             parts = [pc.fill_null(pc.binary_join_element_wise("\x1f" + name, columns[name], "\x1e"), "")
                      for name in sorted(columns)]
         else:  # in file order; a column a short row does not reach (min_columns) is left out, as if not there
@@ -581,11 +621,11 @@ class FileParser:
         for name in names:
             piece = cache.get(name)
             if piece is None:
-                piece = cache[name] = _json_member(display.get(name, name), columns[name], nulls.get(name))
+                piece = cache[name] = pc.fill_null(
+                    _json_member(display.get(name, name), columns[name], nulls.get(name), lead=","), "")
             pieces.append(piece)
         # Each member with a leading comma (absent ones empty), joined, the first comma dropped (see _row_texts).
-        body = pc.binary_join_element_wise(*[pc.fill_null(pc.binary_join_element_wise(",", piece, ""), "")
-                                             for piece in pieces], "")
+        body = pc.binary_join_element_wise(*pieces, "")
         wrapped = pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(body, 1), "}", "")
         # A row that has none of these columns (absent JSON keys, a short row) has no extra at all.
         cache[key] = pc.if_else(pc.equal(body, ""), pa.scalar(None, pa.string()), wrapped)
@@ -612,12 +652,12 @@ def _escaped(values: pa.Array) -> pa.Array:
     return pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
 
 
-def _json_member(name: str, values: pa.Array, nulls: list[int] | None) -> pa.Array:
-    """'"name":"value"' for each row (null where the value is), the value escaped for JSON."""
+def _json_member(name: str, values: pa.Array, nulls: list[int] | None, lead: str = "") -> pa.Array:
+    """'"name":"value"' for each row, after ``lead`` (null where the value is), the value escaped for JSON."""
     if nulls:
         mask = pc.is_in(pa.array(range(len(values))), value_set=pa.array(nulls))
         values = pc.if_else(mask, pa.scalar(None, pa.string()), values)
-    prefix = json.dumps(name, ensure_ascii=False) + ":"
+    prefix = lead + json.dumps(name, ensure_ascii=False) + ":"
     controls, quotes = _has_special(values)
     if controls:
         quoted = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values.to_pylist()],
@@ -656,6 +696,17 @@ def _arrow_type(kind: str) -> pa.DataType:
 def _at(n: int, index: int, mask: pa.Array | None) -> pa.Array:
     hit = pa.array([False] * index + [True] + [False] * (n - index - 1))
     return _masked(hit, mask)
+
+
+def _cell_line(block: TextBlock, field: str, index: int, compiled: Format) -> int | None:
+    """The physical line of one value of a column, when the block knows each value's line; else None."""
+    if not block.cell_lines:
+        return None
+    lines = block.cell_lines.get(field)
+    if lines is None:
+        wanted = compiled.canonical(field)
+        lines = next((v for k, v in block.cell_lines.items() if compiled.canonical(k) == wanted), None)
+    return lines[index].as_py() if lines is not None else None
 
 
 def _masked(bad: pa.Array, mask: pa.Array | None) -> pa.Array:

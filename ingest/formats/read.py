@@ -56,6 +56,11 @@ class TextBlock:
     lines: Sequence[int] | None = None  # physical line of each row when known cheaply (JSON)
     wrong_types: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (row index, what it is)
     json_nulls: dict[str, list[int]] = field(default_factory=dict)  # key -> rows where it is an explicit null
+    # (detail files) the physical line of each value, by column: a bad value is reported at its own line
+    cell_lines: dict[str, pa.Array] = field(default_factory=dict)
+    # (detail files) the file's own columns, when ``columns`` also has derived ones (Cisco-AVPair pairs): what a
+    # row's hash is made of; None: ``columns``
+    own: dict[str, pa.Array] | None = None
 
 
 def sniff_format(head: bytes) -> str:

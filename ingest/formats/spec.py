@@ -15,17 +15,19 @@ from typing import Any, Mapping
 from ingest.errors import ConfigError
 from ingest.layouts import LAYOUTS, Layout
 
-FORMAT_KINDS = ("delimited", "fixed", "json", "auto")
+FORMAT_KINDS = ("delimited", "fixed", "json", "auto", "radius-detail")
 HEADER_MODES = ("first", "none", "names+types", "auto")  # and skip:N
-RECORD_KINDS = ("call", "charge")
-TYPES = ("text", "int", "decimal", "date", "datetime", "epoch", "duration")
+RECORD_KINDS = ("call", "charge", "leg")
+TYPES = ("text", "int", "decimal", "date", "datetime", "epoch", "duration", "cisco-time", "cisco-clock-flag")
 # The types a field of each layout kind may be read as; the first is the default.
 TYPES_BY_KIND = {
-    "text": ("text", "int"),  # int: a whole number, kept as its digits (an id that must be numeric)
+    # int: a whole number, kept as its digits (an id that must be numeric); cisco-clock-flag: the mark before a
+    # Cisco time (* or .), null when there is none
+    "text": ("text", "int", "cisco-clock-flag"),
     "int": ("int", "duration"),
     "money": ("decimal",),
     "date": ("date", "datetime"),
-    "utc": ("datetime", "epoch"),
+    "utc": ("datetime", "epoch", "cisco-time"),
 }
 UNITS = {"epoch": ("seconds", "milliseconds"), "duration": ("seconds", "hh:mm:ss", "minutes")}
 # strftime directives Arrow's strptime and Python's both read.
@@ -93,6 +95,8 @@ class FormatSpec:
     duplicate_rows: Mapping[str, str | None] = field(default_factory=dict)  # kind -> once|distinct|None (default)
     fields: Mapping[str, Mapping[str, FieldSpec]] = field(default_factory=dict)  # kind -> field -> spec
     hook: str | None = None
+    key_else: str | None = None  # "row": a record missing a key column is keyed by its row's hash
+    avpairs: tuple[str, ...] = ()  # (radius-detail) attributes whose "name=value" values give attributes
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -108,7 +112,12 @@ class FormatSpec:
 
 _FORMAT_KEYS = {"kind", "delimiter", "quote", "header", "columns", "column_names", "min_columns", "encoding",
                 "encoding_errors", "decimal_separator", "timezone", "record", "records", "key", "duplicate_rows",
-                "hook", "description", "fields", "call_fields", "charge_fields"}
+                "hook", "description", "fields", "call_fields", "charge_fields", "leg_fields", "key_else",
+                "avpairs"}
+# The keys of a delimited file's shape, which a detail file (kind "radius-detail") does not take.
+_NOT_FOR_DETAIL = ("delimiter", "quote", "header", "columns", "min_columns", "decimal_separator")
+# What a radius-detail format reads as name=value pairs unless it says otherwise.
+DEFAULT_AVPAIRS = ("Cisco-AVPair",)
 _FIELD_KEYS = {"column", "also", "value", "type", "format", "timezone", "unit", "map", "default", "required"}
 
 
@@ -187,6 +196,12 @@ def parse_format(name: str, table: dict, where: str | None = None) -> FormatSpec
         if key not in _FORMAT_KEYS:
             raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(_FORMAT_KEYS))})")
     kind = _choice(f"{where}.kind", table.get("kind", "delimited"), FORMAT_KINDS)
+    if kind == "radius-detail":
+        for key in _NOT_FOR_DETAIL:
+            if key in table:
+                raise ConfigError(f"{where}.{key}", 'not for kind "radius-detail" (its records are attribute lines)')
+    elif "avpairs" in table:
+        raise ConfigError(f"{where}.avpairs", 'only for kind "radius-detail"')
     delimiter = table.get("delimiter", "auto" if kind == "auto" else ",")
     if not isinstance(delimiter, str) or (len(delimiter) != 1 and delimiter != "auto") or delimiter in "\r\n":
         raise ConfigError(f"{where}.delimiter", 'must be one character (not a newline), or "auto"')
@@ -244,6 +259,15 @@ def parse_format(name: str, table: dict, where: str | None = None) -> FormatSpec
         key = tuple(_str(f"{where}.key[{i}]", col) for i, col in enumerate(key_value))
     else:
         raise ConfigError(f"{where}.key", 'must be a list of columns, or "row"')
+    key_else = table.get("key_else")
+    if key_else is not None:
+        _choice(f"{where}.key_else", key_else, ("row",))
+        if key == "row":
+            raise ConfigError(f"{where}.key_else", "only with a key of columns")
+    avpairs_value = table.get("avpairs", list(DEFAULT_AVPAIRS) if kind == "radius-detail" else [])
+    if not isinstance(avpairs_value, list):
+        raise ConfigError(f"{where}.avpairs", "must be a list of attribute names")
+    avpairs = tuple(_str(f"{where}.avpairs[{i}]", name) for i, name in enumerate(avpairs_value))
     kinds = frozenset({record} | {rule.record for rule in rules}) - {"skip"}
     duplicate_rows = _duplicates(f"{where}.duplicate_rows", table.get("duplicate_rows"))
     hook = table.get("hook")
@@ -256,7 +280,7 @@ def parse_format(name: str, table: dict, where: str | None = None) -> FormatSpec
         header_skip=header_skip, columns=columns, fixed_columns=fixed_columns, column_names=column_names,
         min_columns=min_columns, encoding=encoding, encoding_errors=encoding_errors,
         decimal_separator=decimal_separator, timezone=timezone, record=record, rules=rules, key=key,
-        duplicate_rows=duplicate_rows, fields=fields, hook=hook)
+        duplicate_rows=duplicate_rows, fields=fields, hook=hook, key_else=key_else, avpairs=avpairs)
     _check_column_refs(where, spec, table)
     return spec
 
@@ -325,7 +349,7 @@ def _duplicates(where: str, value: Any) -> dict[str, str | None]:
 def _all_fields(where: str, table: Mapping[str, Any], kinds: frozenset[str], decimal_separator: str,
                 timezone: str) -> dict[str, dict[str, FieldSpec]]:
     sections: dict[str, Any] = {}
-    for section in ("fields", "call_fields", "charge_fields"):
+    for section in ("fields", *(f"{kind}_fields" for kind in RECORD_KINDS)):
         value = table.get(section, {})
         if not isinstance(value, dict):
             raise ConfigError(f"{where}.{section}", "must be a table of fields")
@@ -339,7 +363,7 @@ def _all_fields(where: str, table: Mapping[str, Any], kinds: frozenset[str], dec
                 at = f"{where}.{section}.{fname}"
                 if section == "fields":
                     if not any(fname in LAYOUTS[k].names for k in RECORD_KINDS):
-                        raise ConfigError(at, "no such field in the call or charge layout")
+                        raise ConfigError(at, "no such field in the call, charge or leg layout")
                     if fname not in layout.names:
                         continue
                 elif fname not in layout.names:
@@ -376,6 +400,10 @@ def parse_field(where: str, name: str, kind: str, table: Any, decimal_separator:
         if column is None:
             raise ConfigError(f"{where}.also", "needs a column")
     fmt = table.get("format")
+    if ftype in ("cisco-time", "cisco-clock-flag"):
+        for key in ("format", "timezone", "unit"):
+            if key in table:
+                raise ConfigError(f"{where}.{key}", f"not for {ftype} (a Cisco time names its own zone)")
     if fmt is not None and ftype in UNITS:
         # A duration's or an epoch's format is its unit: `{ type = "duration", format = "hh:mm:ss" }` reads as
         # `unit = "hh:mm:ss"` does.
