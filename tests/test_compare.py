@@ -80,7 +80,8 @@ def test_identical_files_and_a_gzip_copy_same_content_in_other_bytes(run, upload
     assert "3 in both (0 of them differ), 0 only in #1, 0 only in #3" in table
 
 
-def test_overlapping_files_counts_samples_and_a_changed_record(run, upload):
+def test_overlapping_files_counts_samples_and_a_changed_record(run, upload, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # whatever terminal runs the test: tables are cut to its width
     upload("hero_cdr_20261001.csv", render([record(1), record(2), record(3)]))
     upload("hero_cdr_20261002.csv", render([record(2, Charge="0.2000", Seconds="61"), record(3), record(4),
                                             record(5)]))  # held: overlap with #1
