@@ -246,16 +246,39 @@ def test_an_alert_is_mailed_to_the_configured_address(make_config, tmp_path):
         controller.stop()
 
 
-def test_an_alert_that_cannot_be_mailed_is_kept_with_the_error(make_config):
+def test_an_alert_that_cannot_be_mailed_is_kept_with_the_error_and_mailed_by_the_next_join(make_config):
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
     config = make_config(NETWORK + f'[alerts]\nmail_to = "noc@example.com"\nsmtp_host = "127.0.0.1"\n'
-                                   f"smtp_port = {free_port()}\n")  # nothing listens there
+                                   f"smtp_port = {port}\n")
     application = App(load_checked_config(config, env={}), actor="tester")
     try:
         load(application, cisco_leg(conf_id="EEEE0002", nas_ip=GW_A, user_name="mallory", origin="answer",
                                     session_id="m-2", setup=at(0), connect=at(1), disconnect=at(11)), "detail-gw-a")
-        [alert] = list_alerts(application)
+        [alert] = list_alerts(application)  # nothing listens on the port yet
         assert alert["mailed_at"] is None and alert["mail_error"]
         assert "\n" not in alert["mail_error"]
+
+        class Inbox:
+            messages: list[str] = []
+
+            async def handle_DATA(self, server, session, envelope):
+                self.messages.append(envelope.content.decode())
+                return "250 OK"
+
+        controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            join_legs(application)  # nothing new to join: the alert not mailed yet is mailed now
+            [alert] = list_alerts(application)
+            assert alert["mailed_at"] is not None and alert["mail_error"] is None
+            [content] = Inbox.messages
+            assert "EEEE0002" in content and "'mallory'" in content
+            join_legs(application)  # and only once
+            assert len(Inbox.messages) == 1
+        finally:
+            controller.stop()
     finally:
         application.close()
 

@@ -1,8 +1,8 @@
 """Mailing security alerts: one message per join that raised any, to ``[alerts] mail_to`` through
 ``[alerts] smtp_host`` (plain SMTP on ``smtp_port``, as to a local relay). An alert is marked ``mailed_at`` once
 the server accepted the message; a failure is kept on the alert (``mail_error``, one line) and logged, never
-raised: the alerts are stored and logged whatever the mail does, and :func:`mail_pending` sends the unmailed
-ones again."""
+raised: the alerts are stored and logged whatever the mail does, and the next join sends the unmailed ones again
+(:func:`mail_pending`)."""
 
 from __future__ import annotations
 

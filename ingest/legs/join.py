@@ -200,8 +200,8 @@ def _spec_of(config, carrier: str) -> FormatSpec | None:
 def join_legs(app, *, actor: str | None = None, now: datetime | None = None) -> JoinResult:
     """Take newly loaded legs, join every complete call into xDRs and close the calls the window has passed, in
     one transaction. ``now`` (UTC) moves the window's clock to at least that time (``cdr legs close``); by default
-    the clock is the newest accounting time loaded. Security alerts raised are logged at WARNING and mailed (when
-    ``[alerts]`` says where) after the commit."""
+    the clock is the newest accounting time loaded. Security alerts raised are logged at WARNING and, after the
+    commit, mailed when ``[alerts]`` says where, with any an earlier join could not mail."""
     config = app.config
     settings = config.network
     result = JoinResult()
@@ -249,10 +249,10 @@ def join_legs(app, *, actor: str | None = None, now: datetime | None = None) -> 
         log.warning("security alert: call %s at %s: User-Name %r names no account (remote address %s, gateway %s)",
                     alert["call_id"], alert["call_time"], alert["user_name"], alert["remote_address"],
                     alert["gateway"])
-    if result.alerts and settings.alerts.mails:
-        from .alerts import mail_alerts
+    if settings.alerts.mails:  # this join's alerts, and any an earlier join could not mail
+        from .alerts import mail_pending
 
-        mail_alerts(app, [a["id"] for a in result.alerts])
+        mail_pending(app)
     return result
 
 
