@@ -100,6 +100,26 @@ _FOOTER = """\
 # per_minute = "0.15"
 # increment_seconds = 60
 # minimum_seconds = 60
+
+# ---------------------------------------------------------------------------------------------------------
+# Our own network (README "Our own network"): FreeRADIUS detail files of our gateways and SIP server, joined
+# into one record per call (xDRs) and billed as calls. Trusted nodes: a call one of them relays waits for its
+# record and takes the account from it; kind = "pbx" bills each participant's session.
+# ---------------------------------------------------------------------------------------------------------
+# [carriers.network]
+# format = "radius-detail"
+# default_type = "acct"
+#
+# [[nodes]]
+# name = "gw-a"
+# ip = "10.0.0.1"
+#
+# [legs]
+# window_hours = 4                           # a call whose legs never all come is closed, incomplete
+#
+# [alerts]                                   # a call whose User-Name names no account: mailed here
+# mail_to = "noc@example.com"
+# smtp_host = "127.0.0.1"
 """
 
 

@@ -100,11 +100,34 @@ def test_the_commented_billing_example_reads_once_uncommented(tmp_path):
     assert done.returncode == 0, done.stderr
     config = site / "cdr.toml"
     text = config.read_text()
-    block = text[text.index("# [billing]"):]
-    config.write_text(text[:text.index("# [billing]")] + "".join(
-        line[2:] + "\n" if line.startswith("# ") else line + "\n" for line in block.splitlines()))
+    config.write_text(uncommented(text, "# [billing]"))
     loaded = load_config(config, env={})
     assert loaded.billing.currency == "GBP"
     [fixed] = loaded.tariffs["standard"].fixed
     [usage] = loaded.tariffs["standard"].usage
     assert (fixed.charge, str(fixed.amount), usage.increment_seconds) == ("pro-rata", "12.00", 60)
+
+
+def test_the_commented_network_example_reads_once_uncommented(tmp_path):
+    """The "Our own network" block `cdr init` writes, its comment marks taken away, is a configuration that loads:
+    a carrier of detail files, a trusted node, the window and where alerts are mailed."""
+    site = tmp_path / "site"
+    done = run_cdr("init", str(site), cwd=unrelated_dir(tmp_path), env=isolated_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    config = site / "cdr.toml"
+    config.write_text(uncommented(config.read_text(), "# [carriers.network]"))
+    loaded = load_config(config, env={})
+    assert loaded.carriers["network"].format == "radius-detail"
+    assert [(n.name, n.ip, n.kind) for n in loaded.network.nodes] == [("gw-a", "10.0.0.1", "gateway")]
+    assert loaded.network.window_hours == 4 and loaded.network.alerts.mail_to == ("noc@example.com",)
+
+
+def uncommented(text: str, start: str) -> str:
+    """``text`` with its commented block from the line ``start`` to the next section rule (or the end)
+    uncommented."""
+    begin = text.index(start)
+    end = text.find("# ----", begin)
+    end = len(text) if end < 0 else end
+    block = "".join(line[2:] + "\n" if line.startswith("# ") else line + "\n"
+                    for line in text[begin:end].splitlines())
+    return text[:begin] + block + text[end:]
