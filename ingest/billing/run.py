@@ -78,7 +78,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from ..app import App
 from ..catalog.db import drop_temp_table, fresh_temp_table
 from ..catalog.files import now as _now
-from ..catalog.files import record_date
+from ..catalog.files import record_date, utc_date
 from ..catalog.schema import (
     accounts,
     bill_exceptions,
@@ -192,8 +192,7 @@ def _files_of(dialect: str, period: str):
     it was received (UTC). Each file in exactly one period, so an undated charge is reported by one run."""
     first, last = (literal(d, Date) for d in period_bounds(period))
     f = files.c
-    received = (func.substr(f.received_at, 1, 10) if dialect == "sqlite"
-                else cast(func.timezone("UTC", f.received_at), Date))
+    received = utc_date(dialect, f.received_at)
     return select(f.id).where(or_(
         f.billing_period == period,
         and_(f.billing_period.is_(None), f.records_from >= first, f.records_from <= last),
@@ -281,8 +280,7 @@ def _xdr_calls(dialect: str):
     """xDRs (ingest.legs) as calls of the run: the account the join found, the charged duration as the seconds
     priced, the calling number shown as the number, the UTC date of the setup as the date; no carrier cost."""
     x = xdrs
-    day = (func.substr(x.c.setup_time, 1, 10) if dialect == "sqlite"
-           else cast(func.timezone("UTC", x.c.setup_time), Date))
+    day = utc_date(dialect, x.c.setup_time)
     return select(x.c.id, x.c.file_id, x.c.carrier, x.c.account, x.c.calling_number.label("number"),
                   type_coerce(day, Date).label("day"), cast(null(), String).label("call_type"),
                   cast(null(), String).label("direction"),

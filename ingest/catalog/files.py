@@ -129,14 +129,16 @@ def record_date(dialect_name: str, layout: Layout):
     text, so its date is the first ten characters; on PostgreSQL it is a timestamptz, taken in UTC whatever
     the session's time zone."""
     table = RECORD_TABLES[layout.kind]
-    dates = []
-    for name in layout.date_fields:
-        column = table.c[name]
-        if layout.field(name).kind == "utc":
-            column = (func.substr(column, 1, 10) if dialect_name == "sqlite"
-                      else cast(func.timezone("UTC", column), Date))
-        dates.append(column)
+    dates = [utc_date(dialect_name, table.c[name]) if layout.field(name).kind == "utc" else table.c[name]
+             for name in layout.date_fields]
     return dates[0] if len(dates) == 1 else func.coalesce(*dates)
+
+
+def utc_date(dialect_name: str, instant):
+    """The UTC date of a stored instant (a ``UTCDateTime`` column or expression), as SQL: on SQLite the first ten
+    characters of its 'YYYY-MM-DD HH:MM:SS' text; on PostgreSQL its timestamptz taken in UTC, whatever the
+    session's time zone."""
+    return func.substr(instant, 1, 10) if dialect_name == "sqlite" else cast(func.timezone("UTC", instant), Date)
 
 
 def span_values(billing_period: str | None, first: date | str | None, last: date | str | None) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql
 from .. import faults
 from ..catalog.db import drop_temp_table, fresh_temp_table
 from ..catalog.files import now as _now
+from ..catalog.files import utc_date
 from ..catalog.schema import (
     Key,
     UTCDateTime,
@@ -432,8 +433,7 @@ def _build_xdrs(conn, dialect: str, stamp: datetime, before: int, result: JoinRe
         .group_by(g.c.carrier, g.c.call_id, g.c.party, c.c.incomplete, c.c.reason)
         .offset(0).subquery("x"))
     # The account: the User-Name as an account, else as a number held on the call's (UTC) date.
-    day = (func.substr(grouped.c.setup_time, 1, 10) if dialect == "sqlite"
-           else cast(func.timezone("UTC", grouped.c.setup_time), postgresql.DATE))
+    day = utc_date(dialect, grouped.c.setup_time)
     by_number = (select(numbers.c.account).where(numbers.c.number == grouped.c.user_name,
                                                  numbers.c.valid_from <= day,
                                                  or_(numbers.c.valid_to.is_(None), numbers.c.valid_to >= day))

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Date, func, literal, select
 
 from ..billing import period_bounds
+from ..catalog.files import utc_date
 from ..catalog.schema import legs, orphan_legs, pending_legs, security_alerts, xdr_details, xdr_legs, xdrs
 from ..errors import NotFound
 
@@ -26,13 +27,6 @@ ALERT_COLUMNS = ("id", "raised_at", "call_time", "carrier", "call_id", "user_nam
                  "xdr_id", "mailed_at", "mail_error")
 
 
-def _day(dialect: str):
-    from sqlalchemy import Date, cast
-
-    return func.substr(xdrs.c.setup_time, 1, 10) if dialect == "sqlite" else cast(
-        func.timezone("UTC", xdrs.c.setup_time), Date)
-
-
 def list_xdrs(app, *, account: str | None = None, period: str | None = None, incomplete: bool = False,
               limit: int | None = None) -> list[dict[str, Any]]:
     """xDRs (:data:`XDR_COLUMNS`), lowest id first: of ``account``; of billing period ``period`` (YYYY-MM, by the
@@ -46,10 +40,9 @@ def list_xdrs(app, *, account: str | None = None, period: str | None = None, inc
         query = query.limit(limit)
     with app.catalog.read() as conn:
         if period is not None:
-            first, last = period_bounds(period)
-            day = _day(conn.dialect.name)
-            query = query.where(day >= first, day <= last) if conn.dialect.name != "sqlite" else query.where(
-                day >= first.isoformat(), day <= last.isoformat())
+            first, last = (literal(d, Date) for d in period_bounds(period))
+            day = utc_date(conn.dialect.name, xdrs.c.setup_time)
+            query = query.where(day >= first, day <= last)
         return [dict(row) for row in conn.execute(query).mappings()]
 
 
