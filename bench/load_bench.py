@@ -12,7 +12,7 @@ Side by side, in the same run, on the same file:
 Each side runs --repeat times (default 3) and the median is compared. The peak memory (max RSS) of the
 `cdr upload` process is printed too: it should not grow with the file (try --rows 250000 to compare).
 
-    .venv/bin/python bench/load_bench.py [--rows 1000000] [--repeat 3] [--postgres URL | --no-postgres]
+    .venv/bin/python bench/load_bench.py [--rows 1000000] [--repeat 3] [--postgres URL | --no-postgres] [--no-sqlite]
 """
 
 from __future__ import annotations
@@ -165,6 +165,7 @@ def arguments(doc: str | None) -> argparse.Namespace:
     parser.add_argument("--postgres", default=os.environ.get("CDR_TEST_POSTGRES_URL",
                                                              "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL's side alone")
     return parser.parse_args()
 
 
@@ -180,9 +181,10 @@ def main() -> None:
         size = csv_path.stat().st_size / 2**20
         print(f"generated {args.rows:,} Hero rows ({size:.0f} MiB) in {time.perf_counter() - started:.1f}s")
 
-        base, ours, rss = bench_sqlite(csv_path, work, args.repeat)
-        print(f"SQLite    : sqlite3 .import {base:6.2f}s | cdr upload+load {ours:6.2f}s "
-              f"(peak RSS {rss} MiB) | ratio {ours / base:.2f}x (goal <= 1.3x)")
+        if not args.no_sqlite:
+            base, ours, rss = bench_sqlite(csv_path, work, args.repeat)
+            print(f"SQLite    : sqlite3 .import {base:6.2f}s | cdr upload+load {ours:6.2f}s "
+                  f"(peak RSS {rss} MiB) | ratio {ours / base:.2f}x (goal <= 1.3x)")
         if not args.no_postgres:
             floor, plain, ours, rss = bench_postgres(csv_path, work, args.repeat, args.postgres)
             print(f"PostgreSQL: server COPY, unique (floor) {floor:6.2f}s | plain typed table {plain:6.2f}s | "

@@ -24,6 +24,7 @@ file an admin released loads only the records not loaded before, and records how
 from __future__ import annotations
 
 import array
+import functools
 import logging
 import queue
 import threading
@@ -624,7 +625,7 @@ def _copy_columns(conn: Connection, table: str, columns: tuple[str, ...], kinds:
     sent as it is built: building one takes a few milliseconds, less than the server takes over the one before
     it (a sending thread, psycopg's ``QueuedLibpqWriter``, bought nothing measurable and held 120 MiB more)."""
     cursor = conn.connection.driver_connection.cursor()
-    head = pa.scalar(_binary_constants(len(constants) + len(kinds), constants), pa.binary())
+    head = _binary_constants(len(constants) + len(kinds), constants)
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
     with cursor.copy(statement) as copy:
         copy.write(_COPY_SIGNATURE)
@@ -667,28 +668,33 @@ def _parts(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
     yield from _parts(batch.slice(half))
 
 
-def _binary_rows(head: pa.Scalar, batch: pa.RecordBatch, kinds: tuple[str, ...]) -> pa.Buffer:
-    """The batch's rows in binary COPY format, each starting with ``head``: every field's length and bytes built
-    column by column, then joined row by row (``binary_join_element_wise``) into one buffer."""
-    pieces = [head]
+def _binary_rows(head: bytes, batch: pa.RecordBatch, kinds: tuple[str, ...]) -> pa.Buffer:
+    """The batch's rows in binary COPY format, each starting with ``head``. Every row is the same sequence of
+    pieces: its head, then each field's length and bytes. The pieces are built column by column (two arrays per
+    field, :func:`_binary_field`), laid out one after another in one array, and read back row by row with one
+    ``take`` (:func:`_row_order`): the values buffer of what it returns is the rows' bytes, one after another.
+    (Joining each row's pieces with ``binary_join_element_wise`` took twice as long.)"""
+    rows = batch.num_rows
+    pieces = [_repeated(head, rows)]
     for column, kind in zip(batch.columns, kinds):
         pieces += _binary_field(column, kind)
-    rows = pc.binary_join_element_wise(*pieces, b"")
-    offsets = rows.buffers()[1]
-    start, end = (int.from_bytes(offsets[4 * i: 4 * i + 4], "little", signed=True)
-                  for i in (rows.offset, rows.offset + len(rows)))
-    return rows.buffers()[2].slice(start, end - start)
+    ordered = pc.take(pa.concat_arrays(pieces), _row_order(rows, len(pieces)))
+    offsets = ordered.buffers()[1]
+    start, end = (int.from_bytes(offsets[4 * i: 4 * i + 4], "little", signed=True) for i in (0, len(ordered)))
+    return ordered.buffers()[2].slice(start, end - start)
 
 
-def _binary_field(values: pa.Array, kind: str) -> list:
-    """One column as binary COPY fields: the arrays (or scalar) that, joined row by row, give each row's field."""
-    if values.null_count == len(values):
-        return [pa.scalar(_NULL_FIELD, pa.binary())]
+def _binary_field(values: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
+    """One column as binary COPY fields: two binary arrays as long as it, each field's length (-1: NULL) and
+    each field's bytes (a NULL: none)."""
+    rows = len(values)
+    if values.null_count == rows:
+        return _repeated(_NULL_FIELD, rows), pa.nulls(rows, pa.binary())
     if kind == "text":
         lengths = pc.binary_length(values)
         if values.null_count:
-            lengths, values = pc.fill_null(lengths, -1), pc.fill_null(values, "")
-        return [_big_endian(lengths, 4), values.cast(pa.binary())]
+            lengths = pc.fill_null(lengths, -1)
+        return _big_endian(lengths, 4), values.cast(pa.binary())
     if kind in ("int", "money"):
         numbers, width = values, 8
     elif kind == "utc":  # 'YYYY-MM-DD HH:MM:SS', UTC
@@ -699,11 +705,24 @@ def _binary_field(values: pa.Array, kind: str) -> list:
         numbers, width = pc.subtract(days, pa.scalar(_PG_EPOCH_DAYS, pa.int32())), 4
     else:
         raise ValueError(f"no binary COPY for a {kind} column")
-    fields = pc.binary_join_element_wise(pa.scalar(width.to_bytes(4, "big"), pa.binary()),
-                                         _big_endian(numbers, width), b"")
-    if values.null_count:
-        fields = pc.if_else(pc.is_valid(values), fields, pa.scalar(_NULL_FIELD, pa.binary()))
-    return [fields]
+    fields = _big_endian(numbers, width)
+    if not values.null_count:
+        return _repeated(width.to_bytes(4, "big"), rows), fields
+    valid = pc.is_valid(values)
+    lengths = pc.if_else(valid, pa.scalar(width, pa.int32()), pa.scalar(-1, pa.int32()))
+    return _big_endian(lengths, 4), pc.if_else(valid, fields, pa.scalar(None, pa.binary()))
+
+
+def _repeated(value: bytes, rows: int) -> pa.Array:
+    """A binary array of ``value``, ``rows`` times."""
+    return pa.Array.from_buffers(pa.binary(len(value)), rows, [None, pa.py_buffer(value * rows)]).cast(pa.binary())
+
+
+@functools.lru_cache(maxsize=4)
+def _row_order(rows: int, pieces: int) -> pa.Array:
+    """The order that reads ``pieces`` arrays of ``rows`` values each, laid out one after another, row by row:
+    piece 0 of row 0, piece 1 of row 0, ..., piece 0 of row 1, ... (a file's batches mostly share one size)."""
+    return pa.array([piece * rows + row for row in range(rows) for piece in range(pieces)], pa.int32())
 
 
 def _big_endian(numbers: pa.Array, width: int) -> pa.Array:

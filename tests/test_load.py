@@ -335,3 +335,50 @@ def test_an_overlap_counts_records_not_the_rows_taken_once(app):
     [result] = load_queued(app)
     assert (result.status, result.loaded, result.skipped) == ("loaded", 1, 1)
     assert row(app, second.id)["records_dropped"] == 1
+
+
+def test_binary_copy_rows_carry_every_kind_exactly(app):
+    """The rows a PostgreSQL load sends are built by Arrow in COPY's binary format (``ingest.load._binary_rows``):
+    every kind of column, NULLs in some rows and in every row, a batch that is a slice of a larger one (its
+    buffers start at an offset) and batches of other sizes are read back as they were sent."""
+    if app.catalog.is_sqlite:
+        pytest.skip("binary COPY is PostgreSQL's")
+    import pyarrow as pa
+
+    from ingest.load import _copy_columns
+
+    columns = {
+        "a_text": ("text", pa.string(), ["a", None, "", "ünïcode ☎", "x" * 300]),
+        "b_int": ("int", pa.int64(), [1, None, -5, 2**62, 0]),
+        "c_money": ("money", pa.int64(), [-1234500, 7, None, 0, 99]),
+        "d_utc": ("utc", pa.string(), ["2026-10-01 00:00:01", None, "1999-12-31 23:59:59", "2026-10-02 12:00:00",
+                                       "2000-01-01 00:00:00"]),
+        "e_date": ("date", pa.string(), ["2026-10-01", "1999-12-31", None, "2000-01-01", "2038-01-20"]),
+        "f_none": ("text", pa.string(), [None] * 5),
+        "g_none": ("int", pa.int64(), [None] * 5),
+        "h_utc_all": ("utc", pa.string(), ["2026-11-28 04:05:06"] * 5),
+    }
+    whole = pa.record_batch([pa.array(values, type) for _kind, type, values in columns.values()],
+                            names=list(columns))
+    batches = [whole.slice(1, 4), whole, whole.slice(4, 1)]
+    names = ("file_id", "carrier", *columns)
+    with app.catalog.connect() as conn, conn.begin():
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE sent (file_id BIGINT, carrier TEXT, a_text TEXT, b_int BIGINT, c_money BIGINT, "
+            "d_utc TIMESTAMPTZ, e_date DATE, f_none TEXT, g_none BIGINT, h_utc_all TIMESTAMPTZ, n SERIAL)")
+        _copy_columns(conn, "sent", names, tuple(kind for kind, _type, _values in columns.values()), iter(batches),
+                      constants=(7, "hero"))
+        got = [tuple(r) for r in conn.exec_driver_sql(f"SELECT {', '.join(names)} FROM sent ORDER BY n")]
+
+    def expected(index: int) -> tuple:
+        values = []
+        for kind, _type, column in columns.values():
+            value = column[index]
+            if value is not None and kind == "utc":
+                value = datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+            elif value is not None and kind == "date":
+                value = date.fromisoformat(value)
+            values.append(value)
+        return (7, "hero", *values)
+
+    assert got == [expected(i) for i in (1, 2, 3, 4, 0, 1, 2, 3, 4, 4)]

@@ -46,9 +46,10 @@ def _shape(catalog: Catalog) -> dict:
                 "SELECT table_name, column_name, collation_name FROM information_schema.columns "
                 "WHERE table_schema = current_schema() AND collation_name IS NOT NULL")).all())
             shape["sequences"] = sorted(conn.execute(text(
-                "SELECT s.relname, t.relname, a.attname FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
-                "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_attribute a ON a.attrelid = t.oid "
+                "SELECT s.relname, t.relname, a.attname, q.seqcache FROM pg_class s JOIN pg_depend d "
+                "ON d.objid = s.oid JOIN pg_class t ON t.oid = d.refobjid JOIN pg_attribute a ON a.attrelid = t.oid "
                 "AND a.attnum = d.refobjsubid JOIN pg_namespace n ON n.oid = s.relnamespace "
+                "JOIN pg_sequence q ON q.seqrelid = s.oid "
                 "WHERE s.relkind = 'S' AND n.nspname = current_schema()")).all())
     return shape
 

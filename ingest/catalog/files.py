@@ -190,10 +190,12 @@ _SPAN_COLUMNS = {"call": ("first_call_id", "last_call_id"), "charge": ("first_ch
 
 
 def last_id_given(conn: Connection, table: str) -> int:
-    """The highest id ``table`` (calls, charges) has given a record so far, committed or not (0: none): every
-    record inserted after this is above it. PostgreSQL: its sequence's last value (an aggregate would scan
-    calls, whose ids have no B-tree there; see ``ingest.catalog.schema``); SQLite: MAX(id), through the rowid."""
+    """The highest id ``table`` (calls, charges, legs) has given a record so far, committed or not (0: none):
+    every record this session inserts after this is above it. PostgreSQL: its sequence's last value (an aggregate
+    would scan calls, whose ids have no B-tree there; see ``ingest.catalog.schema``), once the ids the session
+    had cached below it are discarded (``RECORD_ID_CACHE``); SQLite: MAX(id), through the rowid."""
     if conn.dialect.name == "postgresql":
+        conn.execute(text("DISCARD SEQUENCES"))
         return conn.execute(text(
             f"SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('{table}', 'id')::regclass), 0)")
         ).scalar_one()

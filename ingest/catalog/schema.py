@@ -226,6 +226,10 @@ def record_table(layout: Layout, *extra_indexes: Index) -> Table:
 # B-tree on a million new ids cost each load more than a tenth of its time. SQLite keeps its INTEGER PRIMARY KEY
 # (the rowid, free). Loads read the sequence, not MAX(id), for the ids they take (ingest.catalog.files).
 calls = record_table(CALL, Index("ix_calls_id", "id", postgresql_using="brin").ddl_if(dialect="postgresql"))
+# On PostgreSQL a session takes the record tables' ids from their sequences this many at a time (migration 0011):
+# a load's million nextval() calls then touch the sequence a thousand times. ``last_id_given`` discards what the
+# session holds before a load, so the load's ids are still all above the sequence's last value.
+RECORD_ID_CACHE = 1000
 charges = record_table(CHARGE)
 legs = record_table(LEG)
 RECORD_TABLES: dict[str, Table] = {CALL.kind: calls, CHARGE.kind: charges, LEG.kind: legs}
