@@ -154,6 +154,9 @@ def bench_postgres(csv_path: Path, work: Path, repeat: int, url: str) -> tuple[f
             rss = max(rss, peak)
             shutil.rmtree(run_dir)
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    print(f"PostgreSQL runs (floor / ours / ratio): "
+          + "; ".join(f"{f:.2f} / {o:.2f} / {o / f:.2f}x" for f, o in zip(floor, ours))
+          + f" | median of the runs' ratios {statistics.median(o / f for f, o in zip(floor, ours)):.2f}x")
     return statistics.median(floor), statistics.median(plain), statistics.median(ours), rss
 
 

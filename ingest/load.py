@@ -24,7 +24,6 @@ file an admin released loads only the records not loaded before, and records how
 from __future__ import annotations
 
 import array
-import functools
 import logging
 import queue
 import threading
@@ -678,7 +677,11 @@ def _binary_rows(head: bytes, batch: pa.RecordBatch, kinds: tuple[str, ...]) -> 
     pieces = [_repeated(head, rows)]
     for column, kind in zip(batch.columns, kinds):
         pieces += _binary_field(column, kind)
-    ordered = pc.take(pa.concat_arrays(pieces), _row_order(rows, len(pieces)))
+    order, stride = _row_order(rows, len(pieces))
+    if stride > rows:  # each piece takes its stride of places: the NULLs after it are never read, and hold no bytes
+        padding = pa.nulls(stride - rows, pa.binary())
+        pieces = [part for piece in pieces for part in (piece, padding)]
+    ordered = pc.take(pa.concat_arrays(pieces), order)
     offsets = ordered.buffers()[1]
     start, end = (int.from_bytes(offsets[4 * i: 4 * i + 4], "little", signed=True) for i in (0, len(ordered)))
     return ordered.buffers()[2].slice(start, end - start)
@@ -718,11 +721,24 @@ def _repeated(value: bytes, rows: int) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(len(value)), rows, [None, pa.py_buffer(value * rows)]).cast(pa.binary())
 
 
-@functools.lru_cache(maxsize=4)
-def _row_order(rows: int, pieces: int) -> pa.Array:
-    """The order that reads ``pieces`` arrays of ``rows`` values each, laid out one after another, row by row:
-    piece 0 of row 0, piece 1 of row 0, ..., piece 0 of row 1, ... (a file's batches mostly share one size)."""
-    return pa.array([piece * rows + row for row in range(rows) for piece in range(pieces)], pa.int32())
+def _row_order(rows: int, pieces: int) -> tuple[pa.Array, int]:
+    """The order that reads ``pieces`` arrays of ``rows`` values, laid out one after another ``stride`` places
+    apart, row by row: piece 0 of row 0, piece 1 of row 0, ..., piece 0 of row 1, ...; and that stride. A file's
+    batches differ in size by a few rows: the order made for the largest batch so far serves every smaller one
+    (its first rows * pieces places), each piece then padded to that many places. Building one takes tens of
+    milliseconds."""
+    kept = _ORDERS.get(pieces)
+    if kept is not None and len(kept) >= rows * pieces:
+        return kept.slice(0, rows * pieces), len(kept) // pieces
+    order = pa.array([piece * rows + row for row in range(rows) for piece in range(pieces)], pa.int32())
+    if len(order) <= _ORDER_KEPT_AT_MOST:
+        _ORDERS[pieces] = order
+    return order, rows
+
+
+# The order of the largest batch so far, by its pieces per row (a layout's fields): up to 16 MiB each.
+_ORDERS: dict[int, pa.Array] = {}
+_ORDER_KEPT_AT_MOST = 4 << 20
 
 
 def _big_endian(numbers: pa.Array, width: int) -> pa.Array:
