@@ -7,7 +7,8 @@ Side by side, in the same run, on the same file:
 - PostgreSQL (unless --no-postgres): `cdr upload` into a fresh schema versus two server-side
   `COPY table FROM 'file'` runs: the floor, into a typed table with the same unique constraint as ours (the
   carrier and the record's ID, both text in the "C" collation: what our `calls` table has), goal ratio <= 1.25;
-  and into a plain typed table without any constraint, for reference.
+  and into a plain typed table without any constraint, for reference. And the server's share alone: the rows the
+  upload sent, copied in again by the server from a file (:func:`server_alone`).
 
 Each side runs --repeat times (default 3) and the median is compared. The peak memory (max RSS) of the
 `cdr upload` process is printed too: it should not grow with the file (try --rows 250000 to compare).
@@ -121,7 +122,7 @@ def bench_postgres(csv_path: Path, work: Path, repeat: int, url: str) -> tuple[f
     The machine should be otherwise idle: another process's work lands the same way."""
     import psycopg
 
-    floor, plain, ours, rss = [], [], [], 0
+    floor, plain, ours, server, rss = [], [], [], [], 0
     os.chmod(csv_path, 0o644)
     for i in range(repeat):
         schema = f"bench_{uuid.uuid4().hex[:12]}"
@@ -153,11 +154,39 @@ def bench_postgres(csv_path: Path, work: Path, repeat: int, url: str) -> tuple[f
             ours.append(t)
             rss = max(rss, peak)
             shutil.rmtree(run_dir)
+            server.append(server_alone(conn, schema, work))
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
     print(f"PostgreSQL runs (floor / ours / ratio): "
           + "; ".join(f"{f:.2f} / {o:.2f} / {o / f:.2f}x" for f, o in zip(floor, ours))
           + f" | median of the runs' ratios {statistics.median(o / f for f, o in zip(floor, ours)):.2f}x")
+    print(f"PostgreSQL: the server alone, COPY of the rows `cdr upload` sent, from a file into a table like calls: "
+          f"{statistics.median(server):.2f}s ({statistics.median(server) / statistics.median(floor):.2f}x the floor)")
     return statistics.median(floor), statistics.median(plain), statistics.median(ours), rss
+
+
+def server_alone(conn, schema: str, work: Path) -> float:
+    """The server's own share of our load: the calls the upload loaded, written out by the server in COPY's
+    binary format (what the loader sends), copied back in from that file, timed, into a table like ``calls``
+    (its indexes and its cached id sequence). The rest of the upload's time is the client's (start-up, staging,
+    parsing, building the rows) and the time the two do not overlap."""
+    columns = ", ".join(row[0] for row in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'calls' "
+        "AND column_name <> 'id' ORDER BY ordinal_position", (schema,)))
+    folder = work / "server"
+    folder.mkdir(exist_ok=True)
+    os.chmod(folder, 0o777)  # the server writes and reads the file
+    rows = folder / "calls.bin"
+    conn.execute(f"COPY (SELECT {columns} FROM {schema}.calls) TO '{rows}' (FORMAT binary)")
+    conn.execute(f"CREATE SEQUENCE {schema}.again_id CACHE 1000")
+    conn.execute(f"CREATE TABLE {schema}.again (LIKE {schema}.calls INCLUDING ALL)")
+    conn.execute(f"ALTER TABLE {schema}.again ALTER id SET DEFAULT nextval('{schema}.again_id')")
+    conn.execute("CHECKPOINT")
+    os.sync()
+    started = time.perf_counter()
+    conn.execute(f"COPY {schema}.again ({columns}) FROM '{rows}' (FORMAT binary)")
+    elapsed = time.perf_counter() - started
+    rows.unlink()
+    return elapsed
 
 
 def arguments(doc: str | None) -> argparse.Namespace:
