@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -386,3 +387,29 @@ def test_binary_copy_rows_carry_every_kind_exactly(app, monkeypatch):
         return (7, "hero", *values)
 
     assert got == [expected(i) for i in (1, 2, 3, 4, 0, 1, 2, 3, 4, 4)]
+
+
+def test_a_copy_the_server_refuses_stops_sending_at_once(app, monkeypatch, caplog):
+    """PostgreSQL tells a COPY's error only when the COPY ends: the loader stops sending as soon as the server
+    speaks, so a file whose first record collides is held without being built and sent whole first; the error
+    it expected is not logged as a warning."""
+    if app.catalog.is_sqlite:
+        pytest.skip("COPY is PostgreSQL's")
+    from ingest import load
+    from ingest.formats import Source, read
+
+    monkeypatch.setattr(read, "BLOCK_SIZE", 1 << 16)  # batches of a few hundred rows
+    upload(app, render([record(i) for i in range(1, 10001)]), "hero_cdr_20261001.csv")
+    assert [r.status for r in load_queued(app)] == ["loaded"]
+    second = render([record(i) for i in range(1, 20001)])  # its first 10,000 records are loaded already
+    batches = sum(1 for _ in app.config.parser_for("hero").batches(Source("b", "csv", lambda: io.BytesIO(second))))
+    built = []
+    real = load._binary_rows
+    monkeypatch.setattr(load, "_binary_rows",
+                        lambda head, batch, kinds: built.append(len(kinds)) or real(head, batch, kinds))
+    upload(app, second, "hero_cdr_20261002.csv")
+    [held] = load_queued(app)
+    assert (held.status, row(app, held.file_id)["reason"]) == ("held", "overlap")
+    records_built = sum(1 for kinds in built if kinds > len(load.KEY_COLUMNS))  # not the keys' own COPY
+    assert batches > 50 and 1 <= records_built <= batches // 2, (records_built, batches)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("psycopg")]
