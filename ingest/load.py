@@ -844,27 +844,32 @@ def _decide(app: App, conn: Connection, row: dict, parser: FileParser, keys: dic
 
     - a key repeated inside the file fails it (naming the lines of its first two rows), unless every repeat of
       that kind is a row identical to an earlier one and the format takes identical rows once: then only the
-      first of each is inserted, the others counted as dropped;
+      first of each is inserted, the others counted as dropped (found once per parse: a kept parse carries it,
+      ``Retained.repeats_decided``);
     - a file not released whose keys were loaded before, from other files, is held (``overlap``: how many, from
       which files);
     - a released file inserts only its records not loaded before, and counts the others as skipped.
 
     Returns the failed or held result (its status changed on ``conn``), or the selection to insert."""
     released = bool(row["released"])
-    once: set[str] = set()
-    first_repeat = None
-    for kind, table in keys.items():
-        found = conn.execute(text(
-            f"SELECT record_key, MIN(position), MAX(position) FROM {table} "
-            "GROUP BY record_key HAVING COUNT(*) > 1 ORDER BY MIN(position) LIMIT 1")).first()
-        if found is None:
-            continue
-        if _takes_identical_rows_once(parser, kind) and _repeats_are_identical(conn, table, kind, retained):
-            once.add(kind)
-        elif first_repeat is None or found[1] < first_repeat[2]:
-            first_repeat = (kind, *found)
-    if first_repeat is not None:
-        return _fail_repeated(app, conn, row, parser, first_repeat, actor)
+    if retained.repeats_decided is not None:  # decided on this very parse before (it was held, then kept)
+        once = set(retained.repeats_decided)
+    else:
+        once = set()
+        first_repeat = None
+        for kind, table in keys.items():
+            found = conn.execute(text(
+                f"SELECT record_key, MIN(position), MAX(position) FROM {table} "
+                "GROUP BY record_key HAVING COUNT(*) > 1 ORDER BY MIN(position) LIMIT 1")).first()
+            if found is None:
+                continue
+            if _takes_identical_rows_once(parser, kind) and _repeats_are_identical(conn, table, kind, retained):
+                once.add(kind)
+            elif first_repeat is None or found[1] < first_repeat[2]:
+                first_repeat = (kind, *found)
+        if first_repeat is not None:
+            return _fail_repeated(app, conn, row, parser, first_repeat, actor)
+        retained.repeats_decided = frozenset(once)
     if not released:
         held = _hold_overlap(conn, row, keys, actor)
         if held is not None:

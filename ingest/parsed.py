@@ -42,6 +42,10 @@ class Retained:
         self.spilled = False
         self.complete = False
         self.rows_dropped = 0
+        # The kinds whose repeated keys a decision on this parse found to be identical rows taken once; None
+        # until a decision found the parse free of any other repeat (``ingest.load._decide``). A kept parse
+        # carries it: its release does not look for repeats again.
+        self.repeats_decided: frozenset[str] | None = None
         # Told the rows replayed so far, once per batch, by the replay that loads them (a load from a kept parse
         # reports its progress so).
         self.on_replay: Callable[[int], None] | None = None
@@ -135,6 +139,8 @@ def keep(root: Path, file_id: int, retained: Retained, fingerprint: str) -> None
     target = _kept_folder(root, file_id)
     shutil.rmtree(target, ignore_errors=True)
     meta = {"fingerprint": fingerprint, "rows": retained.rows, "rows_dropped": retained.rows_dropped}
+    if retained.repeats_decided is not None:
+        meta["repeats_decided"] = sorted(retained.repeats_decided)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if retained.spilled:  # already on disk, in the staging area: moved, not written again
@@ -174,6 +180,8 @@ def kept(root: Path, file_id: int, fingerprint: str) -> Retained | None:
     if not all(_holds(folder / f"{kind}.arrow", rows) for kind, rows in retained.rows.items() if rows):
         return None  # a file removed or cut short: parsed again, never loaded short
     retained.rows_dropped = int(meta.get("rows_dropped", 0))
+    if isinstance(meta.get("repeats_decided"), list):
+        retained.repeats_decided = frozenset(str(kind) for kind in meta["repeats_decided"])
     retained.close = lambda: None  # type: ignore[method-assign]  # what is kept stays until forgotten
     return retained
 
