@@ -420,3 +420,24 @@ def test_a_copy_the_server_refuses_stops_sending_at_once(app, monkeypatch, caplo
     records_built = sum(1 for kinds in built if kinds > len(load.KEY_COLUMNS))  # not the keys' own COPY
     assert batches > 50 and 1 <= records_built <= batches // 2, (records_built, batches)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("psycopg")]
+
+
+def test_a_decision_on_postgresql_first_analyses_a_records_table_that_changed(app):
+    """Deciding on a file joins its keys with the records: on PostgreSQL the table is analysed first when its
+    statistics are missing or stale (a load changed it since), not left to autovacuum, which takes a minute
+    or more (and records its own analyses apart: ``last_autoanalyze``)."""
+    if app.catalog.is_sqlite:
+        pytest.skip("PostgreSQL's planner statistics")
+    from sqlalchemy import text
+
+    def analysed() -> bool:
+        with app.catalog.read() as conn:
+            return conn.execute(text("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                                     "WHERE relid = CAST('calls' AS regclass)")).scalar_one()
+
+    upload(app, render([record(i) for i in range(1, 2001)]), "hero_cdr_20261001.csv")
+    assert [r.status for r in load_queued(app)] == ["loaded"]
+    assert not analysed()
+    upload(app, render([record(i) for i in range(1001, 3001)]), "hero_cdr_20261002.csv")
+    assert [r.status for r in load_queued(app)] == ["held"]
+    assert analysed()
