@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from load_bench import REPO, cdr_bin, generate  # noqa: E402
+from load_bench import REPO, cdr_bin, generate, postgres_schema  # noqa: E402
 
 TARIFFS = """
 [carriers.acme]
@@ -197,17 +196,8 @@ def main() -> None:
         if not args.no_sqlite:
             bench("SQLite", f"sqlite:///{work}/cdr.sqlite", work, calls_csv, charges_csv, args)
         if not args.no_postgres:
-            import psycopg
-
-            schema = f"bench_{uuid.uuid4().hex[:12]}"
-            with psycopg.connect(args.postgres, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            try:
-                bench("PostgreSQL", f"{args.postgres}?options=-csearch_path%3D{schema}", work, calls_csv,
-                      charges_csv, args)
-            finally:
-                with psycopg.connect(args.postgres, autocommit=True) as conn:
-                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            with postgres_schema(args.postgres) as url:
+                bench("PostgreSQL", url, work, calls_csv, charges_csv, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

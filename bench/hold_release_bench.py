@@ -7,7 +7,7 @@ run: the same file B uploaded into an empty catalog (a fresh load). The ratio (h
 what the hold and the release cost beyond one parse: the file is parsed once, when it is held, and its release
 loads from that parse. Before the parse was kept, hold + release cost about 1.8x a fresh load (three parses).
 
-    .venv/bin/python bench/hold_release_bench.py [--rows 1000000] [--repeat 3] [--postgres URL | --no-postgres]
+    .venv/bin/python bench/hold_release_bench.py [--rows 1000000] [--repeat 3] [--postgres URL | --no-postgres] [--no-sqlite]
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main() -> None:
         def sqlite_url(run_dir: Path, name: str) -> str:
             return f"sqlite:///{run_dir}/{name}.sqlite"
 
-        backends = [("SQLite", sqlite_url, None)]
+        backends = [] if args.no_sqlite else [("SQLite", sqlite_url, None)]
         if not args.no_postgres:
             import psycopg
 

@@ -23,11 +23,13 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from load_bench import postgres_schema  # noqa: E402
 
 GW_A, GW_B = "10.0.0.1", "10.0.0.2"
 CONFIG = f"""
@@ -160,17 +162,8 @@ def main() -> None:
         if not args.no_sqlite:
             bench("SQLite", f"sqlite:///{work}/cdr.sqlite", work, files, args)
         if not args.no_postgres:
-            import psycopg
-
-            schema = f"bench_{uuid.uuid4().hex[:12]}"
-            with psycopg.connect(args.postgres, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            try:
-                url = args.postgres.replace("postgresql://", "postgresql+psycopg://", 1)
-                bench("PostgreSQL", f"{url}?options=-csearch_path%3D{schema}", work, files, args)
-            finally:
-                with psycopg.connect(args.postgres, autocommit=True) as conn:
-                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            with postgres_schema(args.postgres) as url:
+                bench("PostgreSQL", url.replace("postgresql://", "postgresql+psycopg://", 1), work, files, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -29,8 +29,10 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ("ID", "AccountCode", "Direction", "CallType", "BillDate", "Time", "UTCDateTime", "UTCOffset", "AParty",
@@ -82,6 +84,22 @@ def cdr_env(workdir: Path, database_url: str) -> dict[str, str]:
     config.write_text(f'include = ["{REPO}/config/carriers/*.toml"]\n')
     return {**os.environ, "CDR_CONFIG": str(config), "CDR_DATABASE_URL": database_url,
             "CDR_STAGING_DIR": str(workdir / "staging")}
+
+
+@contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A schema of its own on the PostgreSQL at ``url`` for one benchmark run, dropped afterwards: yields ``url``
+    with its search_path set to it."""
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def cdr_bin() -> str:
@@ -156,7 +174,7 @@ def bench_postgres(csv_path: Path, work: Path, repeat: int, url: str) -> tuple[f
             shutil.rmtree(run_dir)
             server.append(server_alone(conn, schema, work))
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    print(f"PostgreSQL runs (floor / ours / ratio): "
+    print("PostgreSQL runs (floor / ours / ratio): "
           + "; ".join(f"{f:.2f} / {o:.2f} / {o / f:.2f}x" for f, o in zip(floor, ours))
           + f" | median of the runs' ratios {statistics.median(o / f for f, o in zip(floor, ours)):.2f}x")
     print(f"PostgreSQL: the server alone, COPY of the rows `cdr upload` sent, from a file into a table like calls: "

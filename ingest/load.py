@@ -650,7 +650,8 @@ def _copy_columns(conn: Connection, table: str, columns: tuple[str, ...], kinds:
     error only once the COPY ends, so without this a file whose first record collides is built and sent whole
     for the server to discard (1M Hero rows: 2.7 s of a held file's upload)."""
     cursor = conn.connection.driver_connection.cursor()
-    server = cursor.connection.pgconn.socket
+    server = select.poll()  # poll, not select: a daemon's socket may be numbered above select's 1024
+    server.register(cursor.connection.pgconn.socket, select.POLLIN)
     head = _binary_constants(len(constants) + len(kinds), constants)
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
     try:
@@ -659,7 +660,7 @@ def _copy_columns(conn: Connection, table: str, columns: tuple[str, ...], kinds:
             for batch in batches:
                 for part in _parts(batch):
                     copy.write(_binary_rows(head, part, kinds))
-                    if stop_early and select.select([server], [], [], 0)[0]:
+                    if stop_early and server.poll(0):
                         # Ended as failed, whatever the server said: a COPY ended as done would keep the rows sent
                         # so far. psycopg ends it so when this leaves the block, and logs the server's error,
                         # which is expected here (:class:`_QuietRefusal`).
@@ -729,7 +730,7 @@ def _binary_rows(head: bytes, batch: pa.RecordBatch, kinds: tuple[str, ...]) -> 
     ``take`` (:func:`_row_order`): the values buffer of what it returns is the rows' bytes, one after another.
     (Joining each row's pieces with ``binary_join_element_wise`` took twice as long.)"""
     rows = batch.num_rows
-    pieces = [_repeated(head, rows)]
+    pieces = [pa.repeat(pa.scalar(head, pa.binary()), rows)]
     for column, kind in zip(batch.columns, kinds):
         pieces += _binary_field(column, kind)
     order, stride = _row_order(rows, len(pieces))
@@ -747,7 +748,7 @@ def _binary_field(values: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
     each field's bytes (a NULL: none)."""
     rows = len(values)
     if values.null_count == rows:
-        return _repeated(_NULL_FIELD, rows), pa.nulls(rows, pa.binary())
+        return pa.repeat(pa.scalar(_NULL_FIELD, pa.binary()), rows), pa.nulls(rows, pa.binary())
     if kind == "text":
         lengths = pc.binary_length(values)
         if values.null_count:
@@ -765,15 +766,10 @@ def _binary_field(values: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
         raise ValueError(f"no binary COPY for a {kind} column")
     fields = _big_endian(numbers, width)
     if not values.null_count:
-        return _repeated(width.to_bytes(4, "big"), rows), fields
+        return pa.repeat(pa.scalar(width.to_bytes(4, "big"), pa.binary()), rows), fields
     valid = pc.is_valid(values)
     lengths = pc.if_else(valid, pa.scalar(width, pa.int32()), pa.scalar(-1, pa.int32()))
     return _big_endian(lengths, 4), pc.if_else(valid, fields, pa.scalar(None, pa.binary()))
-
-
-def _repeated(value: bytes, rows: int) -> pa.Array:
-    """A binary array of ``value``, ``rows`` times."""
-    return pa.Array.from_buffers(pa.binary(len(value)), rows, [None, pa.py_buffer(value * rows)]).cast(pa.binary())
 
 
 def _row_order(rows: int, pieces: int) -> tuple[pa.Array, int]:
