@@ -140,7 +140,8 @@ def list_records(app: App, *, limit: int = 100, **filters: Any) -> list[dict[str
     from .catalog.records import iter_records
 
     with app.catalog.read() as conn:
-        return [dict(row) for row in iter_records(conn, limit=limit, **filters)]
+        with iter_records(conn, limit=limit, **filters) as rows:
+            return [dict(row) for row in rows]
 
 
 __all__ = ["NotFound", "discard", "list_records", "load_now", "open_content", "release", "retry", "show", "upload"]

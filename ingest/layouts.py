@@ -11,7 +11,11 @@ Each record also has, whatever its kind (:data:`RECORD_HEAD`, :data:`RECORD_TAIL
 its ``record_key`` (its identity within the carrier and kind: the carrier's own id columns, or a hash of the
 whole row; the same key from the same carrier is the same record, whatever file it arrives in), its
 ``position`` (the n-th data row of its file, from 1) and ``extra``: every column of the file the format did not
-map, as a JSON object of the column's name and its text as given, so nothing in a file is lost.
+map, by the column's name with its text as given, so nothing in a file is lost. ``extra`` is a JSON object's
+text; for a layout whose ``extra_by_position`` is set, the loader may store it as a JSON array of the values
+alone, their names listed once for the whole file (``files.extra_columns``): most of a row's bytes were those
+names, repeated on every row. Every reader of the catalog (``ingest.catalog.records``) gives it back as the
+object.
 
 Field kinds, and how a parser hands each to the loader (the Arrow type) and the database keeps it:
 
@@ -26,6 +30,7 @@ Field kinds, and how a parser hands each to the loader (the Arrow type) and the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -60,6 +65,9 @@ class Layout:
     fields: tuple[Field, ...]
     date_fields: tuple[str, ...]  # a record's own date: the first of these that is set (see ``own_date``)
     default_duplicate_rows: str  # once | distinct: identical rows in one file are one record or several
+    # Whether the loader may store ``extra`` as a JSON array of values named once per file (module docs); not
+    # for a kind whose ``extra`` members SQL reads by name (the legs join).
+    extra_by_position: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -119,6 +127,7 @@ CALL = Layout(
     table="calls",
     file_type="cdr",
     default_duplicate_rows="once",
+    extra_by_position=True,
     date_fields=("start_time",),
     fields=(
         Field("carrier_record_id", "text", "the carrier's own id of the record, as given"),
@@ -151,6 +160,7 @@ CHARGE = Layout(
     table="charges",
     file_type="sdr",
     default_duplicate_rows="distinct",
+    extra_by_position=True,
     date_fields=("period_start", "charge_date"),
     fields=(
         Field("carrier_record_id", "text", "the carrier's own id of the record, as given"),
@@ -230,5 +240,22 @@ def money_units(value: Decimal) -> int:
     return int(scaled)
 
 
+def extra_mapping(stored: "str | list | dict | None", names: "list[str] | None") -> "dict[str, str] | None":
+    """A record's ``extra`` as the object it stands for, from what is stored (module docs): a JSON object's text
+    (or the object), or a JSON array's (or the list) of values named, in order, by ``names`` (the file's
+    ``extra_columns`` for its kind). ValueError if an array comes without names that fit it: its values would be
+    misnamed."""
+    if stored is None:
+        return None
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    if isinstance(stored, dict):
+        return stored
+    if names is None or len(names) != len(stored):
+        raise ValueError(f"extra holds {len(stored)} values by position, and its file names "
+                         f"{'none' if names is None else len(names)}")
+    return dict(zip(names, stored))
+
+
 __all__ = ["CALL", "CHARGE", "Field", "KINDS", "LAYOUTS", "LAYOUT_BY_FILE_TYPE", "LEG", "Layout", "MONEY_SCALE",
-           "RECORD_HEAD", "RECORD_TAIL", "money_decimal", "money_text", "money_units"]
+           "RECORD_HEAD", "RECORD_TAIL", "extra_mapping", "money_decimal", "money_text", "money_units"]

@@ -24,6 +24,7 @@ file an admin released loads only the records not loaded before, and records how
 from __future__ import annotations
 
 import array
+import json
 import logging
 import queue
 import select
@@ -44,7 +45,7 @@ from .catalog import files as catalog_files
 from .catalog.db import SQLITE_BUSY_SECONDS, first_line
 from .errors import CdrError, DatabaseBusy, InvalidState, NotText, ParseError, TransientError
 from .formats import FileParser, Source, parser_for
-from .layouts import LAYOUTS, Layout
+from .layouts import LAYOUTS, Layout, extra_mapping
 from .logs import file_event
 from .parsed import Retained
 from .staging import OnProgress, ProgressFactory, ProgressReader
@@ -233,8 +234,9 @@ def _parse(parser: FileParser, source: Source, retained: Retained, on_progress: 
         source = replace(counted, open=lambda: ProgressReader(counted.open(), reported.read))
 
     def produce() -> Parsed:
-        yield from retained.tee(parser.batches(source))
+        yield from retained.tee(parser.batches(source, extra_by_position=True))
         retained.rows_dropped = parser.rows_dropped
+        retained.extra_columns = parser.extra_columns
 
     batches = prefetched(produce())
     return reported.batches(batches) if reported is not None else batches
@@ -456,7 +458,8 @@ class _Counter:
         """What the load put in, for ``catalog_files.mark_loaded``: the rows counted, and what the parse and the
         ``selection`` (a decision on a file that collided or was released) left out."""
         skipped, dropped = (selection.skipped, selection.dropped) if selection is not None else (0, 0)
-        return catalog_files.Loaded(self.rows, skipped, retained.rows_dropped + dropped, after, self.counted)
+        return catalog_files.Loaded(self.rows, skipped, retained.rows_dropped + dropped, after, self.counted,
+                                    retained.extra_columns)
 
     def count(self, layout: Layout, batch: pa.RecordBatch) -> None:
         records, low, high = self.counted.get(layout.kind, (0, None, None))
@@ -924,8 +927,23 @@ def _repeats_are_identical(conn: Connection, table: str, kind: str, retained: Re
     parts = [batch.filter(pc.is_in(batch.column("record_key"), value_set=repeated)).drop_columns(["position"])
              for batch in retained.replay(kind)]
     rows = pa.Table.from_batches([part for part in parts if part.num_rows], schema=parts[0].schema if parts else None)
+    rows = _extra_as_objects(rows, retained.extra_columns.get(kind))
     distinct_rows = rows.group_by(rows.column_names, use_threads=False).aggregate([]).num_rows
     return distinct_rows == len(repeated)
+
+
+def _extra_as_objects(rows: pa.Table, names: list[str] | None) -> pa.Table:
+    """``rows`` with every ``extra`` as an object's compact text when some are stored by position and some not
+    (batches of one file may differ: ``FileParser.batches``), so that identical rows compare equal."""
+    if not names or rows.num_rows == 0:
+        return rows
+    extra = rows.column("extra")
+    starts = pc.utf8_slice_codeunits(extra, 0, 1)
+    if not (pc.any(pc.equal(starts, "[")).as_py() and pc.any(pc.equal(starts, "{")).as_py()):
+        return rows  # one form throughout: identical rows have identical text
+    objects = [None if value is None else json.dumps(extra_mapping(value, names), separators=(",", ":"),
+                                                     ensure_ascii=False) for value in extra.to_pylist()]
+    return rows.set_column(rows.schema.get_field_index("extra"), "extra", pa.array(objects, pa.string()))
 
 
 def _fail_repeated(app: App, conn: Connection, row: dict, parser: FileParser, repeat: tuple, actor: str

@@ -42,6 +42,9 @@ class Retained:
         self.spilled = False
         self.complete = False
         self.rows_dropped = 0
+        # The names of the values of ``extra`` the parse wrote as arrays, per kind (``FileParser.extra_columns``):
+        # set once the parse is complete, written with the records (``files.extra_columns``).
+        self.extra_columns: dict[str, list[str]] = {}
         # The kinds whose repeated keys a decision on this parse found to be identical rows taken once; None
         # until a decision found the parse free of any other repeat (``ingest.load._decide``). A kept parse
         # carries it: its release does not look for repeats again.
@@ -138,7 +141,8 @@ def keep(root: Path, file_id: int, retained: Retained, fingerprint: str) -> None
         return
     target = _kept_folder(root, file_id)
     shutil.rmtree(target, ignore_errors=True)
-    meta = {"fingerprint": fingerprint, "rows": retained.rows, "rows_dropped": retained.rows_dropped}
+    meta = {"fingerprint": fingerprint, "rows": retained.rows, "rows_dropped": retained.rows_dropped,
+            "extra_columns": retained.extra_columns}
     if retained.repeats_decided is not None:
         meta["repeats_decided"] = sorted(retained.repeats_decided)
     try:
@@ -180,6 +184,8 @@ def kept(root: Path, file_id: int, fingerprint: str) -> Retained | None:
     if not all(_holds(folder / f"{kind}.arrow", rows) for kind, rows in retained.rows.items() if rows):
         return None  # a file removed or cut short: parsed again, never loaded short
     retained.rows_dropped = int(meta.get("rows_dropped", 0))
+    retained.extra_columns = {str(kind): [str(name) for name in names]
+                              for kind, names in (meta.get("extra_columns") or {}).items()}
     if isinstance(meta.get("repeats_decided"), list):
         retained.repeats_decided = frozenset(str(kind) for kind in meta["repeats_decided"])
     retained.close = lambda: None  # type: ignore[method-assign]  # what is kept stays until forgotten

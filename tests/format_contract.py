@@ -633,6 +633,26 @@ class FormatContract:
             extra = json.loads(row["extra"]) if row["extra"] is not None else {}
             assert isinstance(extra, dict) and all(isinstance(v, str) for v in extra.values()), row["extra"]
 
+    def test_sample_parsed_for_the_loader_gives_the_same_records(self, sample):
+        """The loader's parse (``extra_by_position``: ``extra`` as values, named once per file) gives every
+        record a plain parse gives, field for field, and the same ``extra`` once its values are named."""
+        from ingest.layouts import extra_mapping
+
+        parsed = self.parse(sample)
+        spec, data = self.spec, self.read(sample)
+        parser = file_parser(spec)
+        loaded = sorted(({"layout": layout.kind, **row}
+                         for layout, batch in parser.batches(source(sample.file, data, sample.file_format),
+                                                             extra_by_position=True)
+                         for row in batch.to_pylist()), key=lambda row: row["position"])
+        assert [dict(r, extra=None) for r in loaded] == [dict(r, extra=None) for r in parsed.rows]
+        for plain, compact in zip(parsed.rows, loaded):
+            names = parser.extra_columns.get(compact["layout"])
+            plain_extra = json.loads(plain["extra"]) if plain["extra"] is not None else None
+            named = extra_mapping(compact["extra"], names)
+            assert list((named or {}).items()) == list((plain_extra or {}).items()), (plain["position"], names)
+        assert parser.rows_dropped == parsed.rows_dropped
+
     def test_sample_unmapped_columns_are_kept_in_extra(self, sample):
         """Nothing in a file is lost: every column a record's fields do not read is in its extra."""
         s = shape(self.format_name, sample)

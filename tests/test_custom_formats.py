@@ -520,9 +520,9 @@ def parses(monkeypatch):
     started: list[str] = []
     original = FileParser.batches
 
-    def counting(self, source):
+    def counting(self, source, **options):
         started.append(source.name)
-        yield from original(self, source)
+        yield from original(self, source, **options)
 
     monkeypatch.setattr(FileParser, "batches", counting)
     return started

@@ -3,6 +3,7 @@ rules, keys, duplicate rows, extra, encodings, and errors naming the file, the l
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import tomllib
@@ -12,7 +13,8 @@ import xxhash
 
 from ingest.errors import ConfigError, NotText, ParseError
 from ingest.formats import FileParser, Source, builtin_format_tables, compile_format, parse_format
-from ingest.layouts import CALL, CHARGE
+from ingest.layouts import CALL, CHARGE, extra_mapping
+from tests.format_contract import SAMPLES
 
 
 def spec_of(text: str, name: str = "t"):
@@ -669,3 +671,69 @@ def test_a_durations_or_an_epochs_format_names_its_unit():
     assert config_error(TYPES.replace('unit = "hh:mm:ss"', 'format = "%H:%M"')).key.endswith("billed_seconds.format")
     assert "differ" in config_error(TYPES.replace('unit = "hh:mm:ss"',
                                                   'unit = "minutes", format = "hh:mm:ss"')).reason
+
+
+# -- extra by position (what the loader asks for: files.extra_columns) ------------------------------------------
+
+
+def by_position(spec, data, name="f.csv", file_format=None) -> tuple[dict[str, list[dict]], dict[str, list[str]]]:
+    """The batches a loader gets (``extra_by_position``), by kind, and the names the parser gives their values."""
+    parser = FileParser(spec, "acme")
+    out: dict[str, list[dict]] = {}
+    for layout, batch in parser.batches(source(data, name, file_format), extra_by_position=True):
+        assert batch.schema == layout.arrow_schema()
+        out.setdefault(layout.kind, []).extend(batch.to_pylist())
+    return out, parser.extra_columns
+
+
+def test_extra_by_position_is_an_array_of_the_values_named_once_for_the_file():
+    spec = spec_of(SIMPLE)
+    data = 'Id,Start,Secs,Cost,Note,Tag\n1,2026-03-01 10:00:00,1,1,"say ""hi""",a\\b\n2,2026-03-01 10:00:01,2,2,x,\n'
+    rows, names = by_position(spec, data)
+    assert names == {"call": ["Note", "Tag"]}
+    assert [r["extra"] for r in rows["call"]] == ['["say \\"hi\\"","a\\\\b"]', '["x",""]']
+    # Every other column is what a plain parse gives; a plain parse (every reader but the loader) keeps objects.
+    plain = calls(spec, data)
+    assert [dict(r, extra=None) for r in rows["call"]] == [dict(r, extra=None) for r in plain]
+    assert [extra_mapping(r["extra"], names["call"]) for r in rows["call"]] == [json.loads(r["extra"]) for r in plain]
+    assert plain[0]["extra"] == '{"Note":"say \\"hi\\"","Tag":"a\\\\b"}'
+
+
+def test_extra_by_position_keeps_objects_where_names_or_values_would_not_line_up(monkeypatch):
+    # A control character in a value: the batch keeps objects (the careful path), and the file names nothing.
+    rows, names = by_position(spec_of(SIMPLE), 'Id,Start,Secs,Cost,Note\n1,2026-03-01 10:00:00,1,1,"two\nlines"\n')
+    assert names == {} and json.loads(rows["call"][0]["extra"]) == {"Note": "two\nlines"}
+    # JSON records that leave a member out (null): objects.
+    spec = spec_of('[formats.t]\nkind = "json"\nkey = ["ID"]\n[formats.t.fields]\nstart_time = { column = "S" }\n')
+    rows, names = by_position(spec, '[{"ID": 1, "S": "2026-01-01T00:00:00Z", "X": "a"}, {"ID": 2, '
+                                    '"S": "2026-01-01T00:00:01Z"}]', name="f.json", file_format="json")
+    assert names == {} and [r["extra"] and json.loads(r["extra"]) for r in rows["call"]] == [
+        {"ID": "1", "X": "a"}, {"ID": "2"}]
+    # One JSON record per block: each block whole, but the third under other names than the file's (those of
+    # its first batch): that batch keeps objects.
+    import ingest.formats.engine as engine
+
+    monkeypatch.setattr(engine, "read_json_array", functools.partial(engine.read_json_array, rows_per_block=1))
+    rows, names = by_position(spec, '[{"ID": 1, "S": "2026-01-01T00:00:00Z", "X": "a"}, {"ID": 2, "S": '
+                                    '"2026-01-01T00:00:01Z", "X": "b"}, {"ID": 3, "S": "2026-01-01T00:00:02Z", '
+                                    '"Y": "c"}]', name="f.json", file_format="json")
+    assert names == {"call": ["ID", "X"]}
+    assert [r["extra"] for r in rows["call"]] == ['["1","a"]', '["2","b"]', '{"ID":"3","Y":"c"}']
+
+
+def test_extra_by_position_is_for_calls_and_charges_never_for_legs():
+    """The legs join reads a leg's extra members by name in SQL: legs keep objects whatever the loader asks."""
+    spec = parse_format("radius-detail", builtin_format_tables()["radius-detail"])
+    data = (SAMPLES / "radius-detail" / "detail-20260211").read_bytes()
+    rows, names = by_position(spec, data, name="detail-20260211")
+    assert rows["leg"] and "leg" not in names
+    assert all(r["extra"] is None or r["extra"].startswith("{") for r in rows["leg"])
+    # A format with calls and charges names each kind's values apart.
+    spec = spec_of('[formats.t]\nkey = ["Id"]\n[[formats.t.records]]\nwhen = { column = "T", equals = "fee" }\n'
+                   'record = "charge"\n[[formats.t.records]]\nwhen = { column = "T", equals = "call" }\n'
+                   'record = "call"\n[formats.t.call_fields]\nstart_time = { column = "When" }\n'
+                   '[formats.t.charge_fields]\ncharge_date = { column = "When", type = "date" }\n'
+                   'cost = { column = "Cost" }\n')
+    rows, names = by_position(spec, "Id,T,When,Cost\n1,call,2026-01-01 00:00:00,1\n2,fee,2026-01-01,5\n")
+    assert names == {"call": ["Id", "T", "Cost"], "charge": ["Id", "T"]}
+    assert rows["call"][0]["extra"] == '["1","call","1"]' and rows["charge"][0]["extra"] == '["2","fee"]'

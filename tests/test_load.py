@@ -9,11 +9,12 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select, text, update
 
 from ingest import admin
 from ingest.catalog import files as catalog_files
-from ingest.catalog.schema import calls, charges
+from ingest.catalog.schema import calls, charges, files
+from ingest.errors import InvalidState
 from ingest.intake import Origin, receive
 from ingest.load import load_file, load_queued
 from tests.conftest import app_with
@@ -441,3 +442,78 @@ def test_a_decision_on_postgresql_first_analyses_a_records_table_that_changed(ap
     upload(app, render([record(i) for i in range(1001, 3001)]), "hero_cdr_20261002.csv")
     assert [r.status for r in load_queued(app)] == ["held"]
     assert analysed()
+
+
+def test_extra_is_stored_by_position_and_every_listing_names_its_values(app):
+    """The loader stores a record's ``extra`` as a JSON array of values whose names its file lists once
+    (``files.extra_columns``); a file whose values the fast path cannot write so (a line break in one) keeps
+    objects. A listing across both files, in several chunks, gives every record's ``extra`` as its object."""
+    many = [record(2000 + i, TextDesc2=f"note {i}") for i in range(4500)]  # more than two chunks of a stream
+    compact = upload(app, render(many), "hero_cdr_20261001.csv")
+    careful = upload(app, render([record(1001, TextDesc2="two\nlines")]), "hero_cdr_20261002.csv")
+    assert [r.status for r in load_queued(app)] == ["loaded", "loaded"]
+    with app.catalog.read() as conn:
+        stored = dict(conn.execute(select(calls.c.carrier_record_id, calls.c.extra.cast(Text))).all())
+        names = {f: conn.execute(select(files.c.extra_columns).where(files.c.id == f)).scalar_one()
+                 for f in (compact.id, careful.id)}
+    columns = json.loads(names[compact.id])["call"]
+    assert names[careful.id] is None and stored["1001"].startswith("{")
+    assert "TextDesc2" in columns and all(stored[str(2000 + i)].startswith('["') for i in range(4500))
+    assert len(json.loads(stored["2000"])) == len(columns)
+    listed = admin.list_records(app, limit=0)
+    assert [r["carrier_record_id"] for r in listed] == [str(2000 + i) for i in range(4500)] + ["1001"]
+    assert all(isinstance(r["extra"], dict) for r in listed)
+    assert listed[0]["extra"] == dict(zip(columns, json.loads(stored["2000"])))
+    assert listed[4499]["extra"]["TextDesc2"] == "note 4499" and listed[-1]["extra"]["TextDesc2"] == "two\nlines"
+
+
+def test_a_record_whose_values_have_lost_their_names_is_never_shown_misnamed(app):
+    got = upload(app, render([record(1001)]), "hero_cdr_20261001.csv")
+    load_queued(app)
+    with app.catalog.write() as conn:
+        conn.execute(update(files).where(files.c.id == got.id).values(extra_columns=None))
+    with pytest.raises(InvalidState, match=rf"record #\d+ of file #{got.id}: extra holds \d+ values by position"):
+        admin.list_records(app, file_id=got.id)
+
+
+def test_sql_of_ones_own_reads_extra_by_name_through_the_named_views(app):
+    """``calls_named`` and ``charges_named``: every column, and ``extra_named``, the object whichever way
+    ``extra`` is stored, in the file's column order; a member read by name in plain SQL."""
+    compact = upload(app, render([record(1001, TextDesc2='Spark, "mobile"'), record(1002, CallType="Line Rental",
+                                                                                      TextDesc2="rental")],
+                                 carrier="techconnections"), "TC_CDR_20261001.csv")
+    careful = upload(app, render([record(1003, TextDesc2="two\nlines")]), "hero_cdr_20261002.csv")
+    assert [r.status for r in load_queued(app)] == ["loaded", "loaded"]
+    member = ("extra_named::jsonb ->> 'TextDesc2'" if app.catalog.engine.dialect.name == "postgresql"
+              else "json_extract(extra_named, '$.TextDesc2')")
+    with app.catalog.read() as conn:
+        named = conn.execute(text(f"SELECT carrier_record_id, file_id, extra, extra_named, {member} FROM calls_named "
+                                  "ORDER BY id")).all()
+        fees = conn.execute(text(f"SELECT carrier_record_id, extra, extra_named, {member} FROM charges_named")).all()
+    assert [(r[0], r[1], r[4]) for r in named] == [("1001", compact.id, 'Spark, "mobile"'),
+                                                   ("1003", careful.id, "two\nlines")]
+    assert named[0][2].startswith('["') and named[1][2] == named[1][3]  # by position / an object, as stored
+    listed = {r["carrier_record_id"]: r["extra"] for r in admin.list_records(app, limit=0)}
+    assert [list(json.loads(r[3]).items()) for r in named] == [list(listed[r[0]].items()) for r in named]
+    [(fee_id, fee_extra, fee_named, fee_note)] = fees
+    assert fee_extra.startswith('["') and fee_note == "rental"
+    assert json.loads(fee_named) == admin.list_records(app, record_type="sdr")[0]["extra"]
+
+
+def test_identical_rows_in_batches_that_store_extra_differently_are_still_one_record(app, monkeypatch):
+    """A batch with a line break in a value keeps ``extra`` as objects while the file's other batches store it
+    by position: a row repeated identically across two such batches is still taken once, not refused as two
+    different records under one key."""
+    from ingest.formats import read
+
+    monkeypatch.setattr(read, "BLOCK_SIZE", 1 << 16)  # batches of a few hundred rows
+    rows = [record(i, TextDesc2=f"note {i}") for i in range(1, 1001)]
+    rows[3] = record(4, TextDesc2="two\nlines")  # the first batch keeps objects
+    rows.append(dict(rows[1]))  # record 2 again, identical, in the last batch (by position)
+    got = upload(app, render(rows), "hero_cdr_20261001.csv")
+    [result] = load_queued(app)
+    assert (result.status, result.loaded) == ("loaded", 1000), result.message
+    assert row(app, got.id)["records_dropped"] == 1
+    with app.catalog.read() as conn:
+        stored = conn.execute(select(calls.c.extra.cast(Text)).order_by(calls.c.id)).scalars().all()
+    assert stored[0].startswith("{") and stored[-1].startswith('["')  # both forms in one file

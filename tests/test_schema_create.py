@@ -40,6 +40,11 @@ def _shape(catalog: Catalog) -> dict:
             "foreign_keys": sorted((f["name"], tuple(f["constrained_columns"]), f["referred_table"],
                                     tuple(f["referred_columns"])) for f in inspector.get_foreign_keys(table)),
         }
+    for view in sorted(inspector.get_view_names()):
+        shape[f"view {view}"] = {
+            "definition": " ".join(inspector.get_view_definition(view).split()),
+            "columns": [(c["name"], str(c["type"])) for c in inspector.get_columns(view)],
+        }
     if not catalog.is_sqlite:
         with catalog.read() as conn:
             shape["collations"] = sorted(conn.execute(text(

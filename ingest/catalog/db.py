@@ -27,7 +27,7 @@ from ..errors import DatabaseBusy, PermanentError
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration. Checked against migrations/versions by the test suite; lets a process that finds the
 # schema current skip loading Alembic at all.
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 # How long a SQLite writer waits for another to finish before giving up (as a transient error).
 SQLITE_BUSY_SECONDS = 60
 
@@ -304,13 +304,15 @@ class Catalog:
     def _create(self, conn: Connection) -> None:
         """A new database's schema as the migrations leave it, made at once from the models (``schema.py``)
         rather than revision by revision: what every migration would build, in a fraction of the time (a test
-        suite makes thousands of catalogs). The models state it, but for two things the migrations do alone, on
-        PostgreSQL: the calls' ids have no primary key, only a BRIN index (migration 0009), and the record
-        tables' id sequences are cached (0011). A test checks that a created catalog and a migrated one are the
-        same."""
-        from .schema import RECORD_ID_CACHE, RECORD_TABLES, metadata
+        suite makes thousands of catalogs). The models state it, but for what the migrations do alone: the views
+        that name ``extra``'s values (0012); and on PostgreSQL, the calls' ids have no primary key, only a BRIN
+        index (migration 0009), and the record tables' id sequences are cached (0011). A test checks that a
+        created catalog and a migrated one are the same."""
+        from .schema import RECORD_ID_CACHE, RECORD_TABLES, metadata, named_extra_views
 
         metadata.create_all(conn)
+        for statement in named_extra_views(conn.dialect.name):
+            conn.execute(text(statement))
         if not self.is_sqlite:
             conn.execute(text("ALTER TABLE calls DROP CONSTRAINT pk_calls"))
             for table in RECORD_TABLES.values():

@@ -25,6 +25,7 @@ the file sent under its name is the correction, so it is not held for the name.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Sequence
@@ -183,6 +184,14 @@ class Loaded:
     # Per kind, what the loader counted as it inserted: (records, first own date, last own date) (ISO text). With
     # it, a kind's span is read through the primary key alone when its ids are the ones right above ``after``.
     counted: dict[str, tuple[int, str | None, str | None]] | None = None
+    # Per kind, the names of the values its records' ``extra`` holds by position (``files.extra_columns``).
+    extra_columns: dict[str, list[str]] | None = None
+
+    def extra_columns_text(self) -> str | None:
+        """``extra_columns`` as ``files.extra_columns`` stores it: compact JSON, or None when there are none."""
+        if not self.extra_columns:
+            return None
+        return json.dumps(self.extra_columns, separators=(",", ":"), ensure_ascii=False)
 
 
 _SPAN_COLUMNS = {"call": ("first_call_id", "last_call_id"), "charge": ("first_charge_id", "last_charge_id"),
@@ -261,7 +270,7 @@ def mark_loaded(conn: Connection, file_id: int, loaded: Loaded, *, actor: str) -
     transition(conn, file_id, "loaded", allowed_from=("queued",), actor=actor, action="loaded",
                why=loaded_why(loaded.inserted, loaded.skipped, values.get("billing_period"), loaded.dropped),
                records_loaded=loaded.inserted, records_skipped=loaded.skipped, records_dropped=loaded.dropped,
-               error=None, reason=None, **values)
+               extra_columns=loaded.extra_columns_text(), error=None, reason=None, **values)
 
 
 def supersede_failed(conn: Connection, file_id: int, *, actor: str, name_identifies: bool) -> list[int]:
@@ -320,9 +329,10 @@ def mark_loaded_dbapi(cursor, file_id: int, loaded: Loaded, *, actor: str, name_
         "UPDATE files SET status = 'loaded', records_loaded = ?, records_skipped = ?, records_dropped = ?,"
         " error = NULL, reason = NULL, first_call_id = ?, last_call_id = ?, first_charge_id = ?,"
         " last_charge_id = ?, first_leg_id = ?, last_leg_id = ?, records_from = ?, records_to = ?,"
-        " billing_period = COALESCE(billing_period, ?), updated_at = ? WHERE id = ? AND status = 'queued'",
+        " billing_period = COALESCE(billing_period, ?), extra_columns = ?, updated_at = ?"
+        " WHERE id = ? AND status = 'queued'",
         (loaded.inserted, loaded.skipped, loaded.dropped, *spans, _iso(values["records_from"]),
-         _iso(values["records_to"]), period, stamp, file_id),
+         _iso(values["records_to"]), period, loaded.extra_columns_text(), stamp, file_id),
     )
     cursor.execute(
         "INSERT INTO file_events (file_id, at, actor, action, from_status, to_status, reason)"

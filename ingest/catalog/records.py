@@ -14,17 +14,19 @@ the same way: a call's start, a charge's own date at 00:00 UTC.
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from sqlalchemy import ColumnElement, Connection, Select, String, false, func, or_, select, type_coerce
 from sqlalchemy.engine import MappingResult
 
 from ..core import month_bounds
-from ..layouts import CALL, CHARGE, LAYOUT_BY_FILE_TYPE, LEG, Layout
+from ..errors import InvalidState
+from ..layouts import CALL, CHARGE, LAYOUT_BY_FILE_TYPE, LEG, Layout, extra_mapping
 from . import files as catalog_files
 from .db import stream
-from .schema import RECORD_TABLES
+from .schema import RECORD_TABLES, files
 
 # The columns a table on screen shows, per kind (the others are in --csv and --json).
 _AT_A_GLANCE = {
@@ -95,14 +97,64 @@ def records_query(conn: Connection, *, file_id: int | None = None, carrier: str 
     return query
 
 
-def iter_records(conn: Connection, *, limit: int | None = None, **filters: Any) -> MappingResult:
+def iter_records(conn: Connection, *, limit: int | None = None, **filters: Any) -> "RecordRows":
     """The matching records (see :func:`records_query`), each a read-only mapping of the layout's columns,
-    streamed (:func:`ingest.catalog.db.stream`): iterate it within ``conn``'s block, and close it (``with``) if
-    not read to the end. ``limit`` 0 or None: all. The query runs (a bad filter raises) before this returns."""
+    ``extra`` as the object it stands for (:class:`RecordRows`), streamed (:func:`ingest.catalog.db.stream`):
+    iterate it within ``conn``'s block, and close it (``with``) if not read to the end. ``limit`` 0 or None: all.
+    The query runs (a bad filter raises) before this returns."""
     query = records_query(conn, **filters)
     if limit:
         query = query.limit(limit)
-    return stream(conn, query).mappings()
+    kind = layout_for(conn, filters.get("record_type"), filters.get("file_id")).kind
+    return RecordRows(conn, stream(conn, query).mappings(), kind)
+
+
+class RecordRows:
+    """Records as :func:`iter_records` streams them. A record whose ``extra`` is stored by position (a list: see
+    ``ingest.layouts``) comes as a dict with its values named by its file's ``extra_columns``, read once per
+    file on ``conn``; any other comes as the row read. An iterator; ``with`` closes it."""
+
+    def __init__(self, conn: Connection, rows: MappingResult, kind: str):
+        self._conn = conn
+        self._rows = rows
+        self._kind = kind
+        self._names: dict[int, list[str] | None] = {}
+        self._iterator = self._named_rows()
+
+    def __iter__(self) -> "RecordRows":
+        return self
+
+    def __next__(self) -> Mapping[str, Any]:
+        return next(self._iterator)
+
+    def _named_rows(self) -> Iterator[Mapping[str, Any]]:
+        for row in self._rows:
+            extra = row["extra"]
+            if type(extra) is list:
+                named = dict(row)
+                named["extra"] = self._named(row["file_id"], row, extra)
+                yield named
+            else:
+                yield row
+
+    def _named(self, file_id: int, row: Mapping[str, Any], values: list) -> dict[str, str]:
+        if file_id not in self._names:
+            stored = self._conn.execute(select(files.c.extra_columns).where(files.c.id == file_id)).scalar()
+            self._names[file_id] = (json.loads(stored) if stored else {}).get(self._kind)
+        try:
+            return extra_mapping(values, self._names[file_id])
+        except ValueError as exc:  # the catalog lost what names them: never shown under the wrong names
+            self.close()
+            raise InvalidState(f"record #{row['id']} of file #{file_id}: {exc}") from None
+
+    def close(self) -> None:
+        self._rows.close()
+
+    def __enter__(self) -> "RecordRows":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def count_records(conn: Connection, **filters: Any) -> int:
@@ -143,4 +195,4 @@ def _sqlite_utc(moment: datetime) -> str:
     return text + (f".{moment.microsecond:06d}" if moment.microsecond else "")
 
 
-__all__ = ["count_records", "iter_records", "layout_for", "records_query", "table_columns"]
+__all__ = ["RecordRows", "count_records", "iter_records", "layout_for", "records_query", "table_columns"]

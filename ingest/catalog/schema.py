@@ -92,9 +92,11 @@ class Money(TypeDecorator[Decimal]):
 
 
 class Columns(TypeDecorator[dict]):
-    """A record's ``extra``: the columns its format did not map, by name. Stored as a JSON object's text (TEXT,
-    compact, in the file's column order: what the parser wrote, so a load never touches it); read back as a
-    dict in that order, so the JSON outputs carry an object, and the CSV output its JSON text."""
+    """A record's ``extra``: the columns its format did not map, by name. Stored as what the parser wrote, so a
+    load never touches it (TEXT, compact, in the file's column order): a JSON object's text, or a JSON array's of
+    the values alone, named by its file's ``extra_columns`` (``ingest.layouts``). Read back as a dict in that
+    order, or as the list, which :func:`ingest.catalog.records.iter_records` names; so the JSON outputs carry an
+    object, and the CSV output its JSON text."""
 
     impl = Text()
     cache_ok = True
@@ -166,6 +168,9 @@ files = Table(
     # The ids this file's call legs were given, as first_call_id/last_call_id (migration 0010).
     Column("first_leg_id", BigInteger),
     Column("last_leg_id", BigInteger),
+    # The names of the values its records' ``extra`` holds by position (JSON: a list of names per record kind;
+    # ``ingest.layouts``), written with its records (migration 0012).
+    Column("extra_columns", Text),
     Index(None, "fingerprint"),
     Index(None, "carrier", "name"),
     Index(None, "status"),
@@ -233,6 +238,30 @@ RECORD_ID_CACHE = 1000
 charges = record_table(CHARGE)
 legs = record_table(LEG)
 RECORD_TABLES: dict[str, Table] = {CALL.kind: calls, CHARGE.kind: charges, LEG.kind: legs}
+
+
+def named_extra_views(dialect: str) -> list[str]:
+    """The statements that create ``calls_named`` and ``charges_named`` (migration 0012): every column of the
+    table, and ``extra_named``, its ``extra`` as a JSON object's text whether it is stored as one or by position
+    (``ingest.layouts``), for SQL of one's own (``extra_named::jsonb ->> 'ServiceType'``). The loader and the
+    listings read the tables; these views are for people."""
+    statements = []
+    for layout in (CALL, CHARGE):
+        table = layout.table
+        if dialect == "postgresql":
+            named = (f"(SELECT json_object_agg(n.name, v.value ORDER BY n.i)::text"
+                     f" FROM json_array_elements_text(f.extra_columns::json -> '{layout.kind}')"
+                     f" WITH ORDINALITY AS n(name, i)"
+                     f" JOIN json_array_elements_text(r.extra::json) WITH ORDINALITY AS v(value, i) ON v.i = n.i)")
+            starts = "left(r.extra, 1) = '['"
+        else:
+            named = (f"(SELECT json_group_object(name, value) FROM (SELECT n.value AS name, v.value AS value"
+                     f" FROM json_each(f.extra_columns, '$.{layout.kind}') AS n"
+                     f" JOIN json_each(r.extra) AS v ON v.key = n.key ORDER BY n.key))")
+            starts = "substr(r.extra, 1, 1) = '['"
+        statements.append(f"CREATE VIEW {table}_named AS SELECT r.*, CASE WHEN {starts} THEN {named}"
+                          f" ELSE r.extra END AS extra_named FROM {table} AS r LEFT JOIN files AS f ON f.id = r.file_id")
+    return statements
 
 
 # Remote state (collectors of remote servers). ``remote_collected``: every remote entry a source took, by

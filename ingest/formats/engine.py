@@ -155,7 +155,7 @@ def _check_types_row(source: Source, line: int, fields: list[str]) -> None:
 
 class FileParser:
     """Reads files of one format for one carrier (see docs/formats.md). One instance may read many files, one
-    at a time; ``rows_dropped`` is the last file's."""
+    at a time; ``rows_dropped`` and ``extra_columns`` are the last file's."""
 
     def __init__(self, spec: FormatSpec, carrier: str, compiled: Format | None = None):
         self.spec = spec
@@ -163,6 +163,7 @@ class FileParser:
         self.compiled = compiled or Format(spec)
         self.kinds: frozenset[str] = self.compiled.kinds
         self.rows_dropped = 0
+        self.extra_columns: dict[str, list[str]] = {}
 
     def duplicate_rows(self, layout: Layout) -> str:
         """once | distinct: the format's setting for this kind of record, else the layout's default."""
@@ -272,10 +273,16 @@ class FileParser:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def batches(self, source: Source) -> Iterator[tuple[Layout, pa.RecordBatch]]:
+    def batches(self, source: Source, *, extra_by_position: bool = False) -> Iterator[tuple[Layout, pa.RecordBatch]]:
+        """The file's records, batch by batch, each with its layout. ``extra`` is a JSON object's text; with
+        ``extra_by_position`` (the loader's choice: ``files.extra_columns``), a batch of a layout that allows it
+        (``Layout.extra_by_position``) may carry instead a JSON array of the values alone, in the order of the
+        names ``extra_columns[kind]`` lists once the file is read: a batch whose every value is given, under the
+        names the file's first such batch had. Any other batch keeps objects, so both may be in one file."""
         self.rows_dropped = 0
+        state = _FileState(extra_by_position)
+        self.extra_columns = state.extra_columns  # filled as the file is read
         plan = self._plan(source)
-        state = _FileState()
         if plan.empty:
             return
         for block in self._blocks(source, plan):
@@ -470,7 +477,7 @@ class FileParser:
             select = mask
             if keep is not None:
                 select = keep if select is None else pc.and_(select, keep)
-            extra = self._extra(columns, display, nulls, kind, n, extra_cache)
+            extra = self._extra(columns, display, nulls, kind, n, extra_cache, state)
             out = outputs[kind]
             arrays = [keys, positions]
             for fld in layout.fields:
@@ -590,9 +597,11 @@ class FileParser:
             return [""] * n
         return [text[1:] for text in pc.binary_join_element_wise(*parts, "").to_pylist()]
 
-    def _extra(self, columns, display, nulls, kind: str, n: int, cache: dict[str, pa.Array]) -> pa.Array:
-        """Every column no field of this kind uses, as a JSON object text (keys in column order), built with
-        Arrow; null when there is no such column."""
+    def _extra(self, columns, display, nulls, kind: str, n: int, cache: dict[str, pa.Array],
+               state: "_FileState") -> pa.Array:
+        """Every column no field of this kind uses, as a JSON object text (keys in column order), or as an array
+        of the values alone when the file's state allows it (:meth:`batches`), built with Arrow; null when there
+        is no such column."""
         used = self.compiled.used.get(kind, set())
         names = [name for name in columns if name not in used]
         if not names:
@@ -601,20 +610,25 @@ class FileParser:
         if key in cache:
             return cache[key]
         if not nulls and not any(columns[name].null_count for name in names):
-            # Every value given (delimited, fixed width): the object in one join of constants and values.
+            # Every value given (delimited, fixed width): the object (or the array) in one join of constants and
+            # values.
+            shown = [display.get(name, name) for name in names]
+            by_position = state.by_position(kind, shown)
             parts: list = []
-            glue = "{"
-            for name in names:
+            glue = '["' if by_position else "{"
+            for name, label in zip(names, shown):
                 values = columns[name]
                 controls, quotes = _has_special(values)
                 if controls:
                     break
                 if quotes:
                     values = _escaped(values)
-                parts += [glue + json.dumps(display.get(name, name), ensure_ascii=False) + ':"', values]
-                glue = '",'
+                parts += [glue if by_position else glue + json.dumps(label, ensure_ascii=False) + ':"', values]
+                glue = '","' if by_position else '",'
             else:
-                parts.append('"}')
+                parts.append('"]' if by_position else '"}')
+                if by_position:
+                    state.extra_columns.setdefault(kind, shown)
                 cache[key] = pc.binary_join_element_wise(*parts, "")
                 return cache[key]
         pieces = []
@@ -735,11 +749,21 @@ def _first_invalid(checks: Sequence[_Check]) -> tuple[_Check, int] | None:
 
 
 class _FileState:
-    """What carries across a file's blocks: occurrences of identical rows (key = "row")."""
+    """What carries across a file's blocks: occurrences of identical rows (key = "row"), and the names of the
+    values of ``extra`` written as arrays, per kind (``FileParser.batches``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_by_position: bool = False) -> None:
         self.seen: dict[bytes, int] = {}
         self.dropped = 0
+        self.extra_by_position = extra_by_position
+        self.extra_columns: dict[str, list[str]] = {}
+
+    def by_position(self, kind: str, names: list[str]) -> bool:
+        """Whether a batch of ``kind`` whose ``extra`` has ``names`` may write it as an array: the loader asked,
+        the layout allows it, and the file's arrays so far (if any) had the same names."""
+        if not self.extra_by_position or not LAYOUTS[kind].extra_by_position:
+            return False
+        return self.extra_columns.get(kind, names) == names
 
     def row_keys(self, texts: list[str], any_rows, masks, spec: FormatSpec) -> tuple[pa.Array, pa.Array | None]:
         import xxhash
