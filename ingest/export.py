@@ -84,6 +84,11 @@ def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], out: Te
 
 def _cell(value: Any) -> Any:
     """A CSV cell: :func:`exact`, with an object or a list as its compact JSON text (a record's ``extra``)."""
+    if type(value) is dict:  # a record's extra: text values, written as they are (else converted first)
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        except TypeError:
+            pass
     value = exact(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

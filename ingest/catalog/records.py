@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 from sqlalchemy import ColumnElement, Connection, Select, String, false, func, or_, select, type_coerce
-from sqlalchemy.engine import MappingResult
+from sqlalchemy.engine import Result
 
 from ..core import month_bounds
 from ..errors import InvalidState
@@ -98,23 +98,23 @@ def records_query(conn: Connection, *, file_id: int | None = None, carrier: str 
 
 
 def iter_records(conn: Connection, *, limit: int | None = None, **filters: Any) -> "RecordRows":
-    """The matching records (see :func:`records_query`), each a read-only mapping of the layout's columns,
-    ``extra`` as the object it stands for (:class:`RecordRows`), streamed (:func:`ingest.catalog.db.stream`):
+    """The matching records (see :func:`records_query`), each a dict of the layout's columns, ``extra`` as the
+    object it stands for (:class:`RecordRows`), streamed (:func:`ingest.catalog.db.stream`):
     iterate it within ``conn``'s block, and close it (``with``) if not read to the end. ``limit`` 0 or None: all.
     The query runs (a bad filter raises) before this returns."""
     query = records_query(conn, **filters)
     if limit:
         query = query.limit(limit)
     kind = layout_for(conn, filters.get("record_type"), filters.get("file_id")).kind
-    return RecordRows(conn, stream(conn, query).mappings(), kind)
+    return RecordRows(conn, stream(conn, query), kind)
 
 
 class RecordRows:
-    """Records as :func:`iter_records` streams them. A record whose ``extra`` is stored by position (a list: see
-    ``ingest.layouts``) comes as a dict with its values named by its file's ``extra_columns``, read once per
-    file on ``conn``; any other comes as the row read. An iterator; ``with`` closes it."""
+    """Records as :func:`iter_records` streams them, each a dict of its columns. A record whose ``extra`` is
+    stored by position (a list: see ``ingest.layouts``) has its values named by its file's ``extra_columns``,
+    read once per file on ``conn``. An iterator; ``with`` closes it."""
 
-    def __init__(self, conn: Connection, rows: MappingResult, kind: str):
+    def __init__(self, conn: Connection, rows: Result, kind: str):
         self._conn = conn
         self._rows = rows
         self._kind = kind
@@ -124,20 +124,20 @@ class RecordRows:
     def __iter__(self) -> "RecordRows":
         return self
 
-    def __next__(self) -> Mapping[str, Any]:
+    def __next__(self) -> dict[str, Any]:
         return next(self._iterator)
 
-    def _named_rows(self) -> Iterator[Mapping[str, Any]]:
-        for row in self._rows:
-            extra = row["extra"]
+    def _named_rows(self) -> Iterator[dict[str, Any]]:
+        columns = tuple(self._rows.keys())
+        at_extra, at_file = columns.index("extra"), columns.index("file_id")
+        for values in self._rows:
+            row = dict(zip(columns, values))
+            extra = values[at_extra]
             if type(extra) is list:
-                named = dict(row)
-                named["extra"] = self._named(row["file_id"], row, extra)
-                yield named
-            else:
-                yield row
+                row["extra"] = self._named(values[at_file], row, extra)
+            yield row
 
-    def _named(self, file_id: int, row: Mapping[str, Any], values: list) -> dict[str, str]:
+    def _named(self, file_id: int, row: dict[str, Any], values: list) -> dict[str, str]:
         if file_id not in self._names:
             stored = self._conn.execute(select(files.c.extra_columns).where(files.c.id == file_id)).scalar()
             self._names[file_id] = (json.loads(stored) if stored else {}).get(self._kind)
