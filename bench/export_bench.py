@@ -43,6 +43,7 @@ app = App.from_config(os.environ["CDR_CONFIG"], actor="bench")
 write_csv(CALL.columns, admin.list_records(app, limit=0), sys.stdout)
 """
 
+
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall time of ``cmd`` with its output to /dev/null, and that process's own peak RSS in MiB."""
     with open(os.devnull, "w") as devnull:

@@ -13,8 +13,8 @@ whole row; the same key from the same carrier is the same record, whatever file 
 ``position`` (the n-th data row of its file, from 1) and ``extra``: every column of the file the format did not
 map, by the column's name with its text as given, so nothing in a file is lost. ``extra`` is a JSON object's
 text; for a layout whose ``extra_by_position`` is set, the loader may store it as a JSON array of the values
-alone, their names listed once for the whole file (``files.extra_columns``): most of a row's bytes were those
-names, repeated on every row. Every reader of the catalog (``ingest.catalog.records``) gives it back as the
+alone, their names listed once for the whole file (``files.extra_columns``): most of ``extra``'s bytes were
+those names, repeated on every row. Every reader of the catalog (``ingest.catalog.records``) gives it back as the
 object.
 
 Field kinds, and how a parser hands each to the loader (the Arrow type) and the database keeps it:

@@ -474,6 +474,13 @@ def test_a_record_whose_values_have_lost_their_names_is_never_shown_misnamed(app
         conn.execute(update(files).where(files.c.id == got.id).values(extra_columns=None))
     with pytest.raises(InvalidState, match=rf"record #\d+ of file #{got.id}: extra holds \d+ values by position"):
         admin.list_records(app, file_id=got.id)
+    with app.catalog.read() as conn:  # the views name nothing then, on either database
+        assert conn.execute(text("SELECT extra, extra_named FROM calls_named")).one()[1] is None
+    with app.catalog.write() as conn:  # names that do not fit the values
+        conn.execute(update(files).where(files.c.id == got.id).values(extra_columns='{"call": ["one"]}'))
+    with app.catalog.read() as conn:
+        stored, named = conn.execute(text("SELECT extra, extra_named FROM calls_named")).one()
+    assert stored.startswith('["') and len(json.loads(stored)) > 1 and named is None
 
 
 def test_sql_of_ones_own_reads_extra_by_name_through_the_named_views(app):

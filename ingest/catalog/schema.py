@@ -243,8 +243,11 @@ RECORD_TABLES: dict[str, Table] = {CALL.kind: calls, CHARGE.kind: charges, LEG.k
 def named_extra_views(dialect: str) -> list[str]:
     """The statements that create ``calls_named`` and ``charges_named`` (migration 0012): every column of the
     table, and ``extra_named``, its ``extra`` as a JSON object's text whether it is stored as one or by position
-    (``ingest.layouts``), for SQL of one's own (``extra_named::jsonb ->> 'ServiceType'``). The loader and the
-    listings read the tables; these views are for people."""
+    (``ingest.layouts``), for SQL of one's own (``extra_named::jsonb ->> 'ServiceType'``); null where the file's
+    names do not fit its values (as ``ingest.catalog.records`` refuses them). The loader and the listings read the
+    tables; these views are for people. A later migration that rebuilds or alters ``calls``, ``charges`` or
+    ``files`` drops these views first and creates them again after: they depend on those tables (SQLite's batch
+    rebuild renames a table, which a view naming it refuses; PostgreSQL fixes a view's columns when it is made)."""
     statements = []
     for layout in (CALL, CHARGE):
         table = layout.table
@@ -254,13 +257,16 @@ def named_extra_views(dialect: str) -> list[str]:
                      f" WITH ORDINALITY AS n(name, i)"
                      f" JOIN json_array_elements_text(r.extra::json) WITH ORDINALITY AS v(value, i) ON v.i = n.i)")
             starts = "left(r.extra, 1) = '['"
+            fits = f"json_array_length(f.extra_columns::json -> '{layout.kind}') = json_array_length(r.extra::json)"
         else:
             named = (f"(SELECT json_group_object(name, value) FROM (SELECT n.value AS name, v.value AS value"
                      f" FROM json_each(f.extra_columns, '$.{layout.kind}') AS n"
                      f" JOIN json_each(r.extra) AS v ON v.key = n.key ORDER BY n.key))")
             starts = "substr(r.extra, 1, 1) = '['"
-        statements.append(f"CREATE VIEW {table}_named AS SELECT r.*, CASE WHEN {starts} THEN {named}"
-                          f" ELSE r.extra END AS extra_named FROM {table} AS r LEFT JOIN files AS f ON f.id = r.file_id")
+            fits = f"json_array_length(f.extra_columns, '$.{layout.kind}') = json_array_length(r.extra)"
+        statements.append(f"CREATE VIEW {table}_named AS SELECT r.*, CASE WHEN NOT ({starts}) THEN r.extra"
+                          f" WHEN {fits} THEN {named} END AS extra_named"
+                          f" FROM {table} AS r LEFT JOIN files AS f ON f.id = r.file_id")
     return statements
 
 

@@ -5,7 +5,9 @@ name: 165 of the 430 bytes a Hero call row sends to the database. The loader may
 the values alone, and the file lists their names once, per record kind (JSON: ``{"call": ["ConnectSeconds",
 ...]}``). Records already loaded keep their objects: both forms are read (``ingest.layouts.extra_mapping``).
 For SQL of one's own, the views ``calls_named`` and ``charges_named`` give every column of their table and
-``extra_named``: ``extra`` as a JSON object's text, whichever way it is stored.
+``extra_named``: ``extra`` as a JSON object's text, whichever way it is stored (null where the file's names do not
+fit its values). They depend on ``calls``, ``charges`` and ``files``: a later migration that rebuilds or alters one
+of those drops them first and creates them again after.
 
 Revision ID: 0012
 Revises: 0011
@@ -30,11 +32,13 @@ _NAMED = {
                    " FROM json_array_elements_text(f.extra_columns::json -> '{kind}')"
                    " WITH ORDINALITY AS n(name, i)"
                    " JOIN json_array_elements_text(r.extra::json) WITH ORDINALITY AS v(value, i) ON v.i = n.i)",
-                   "left(r.extra, 1) = '['"),
+                   "left(r.extra, 1) = '['",
+                   "json_array_length(f.extra_columns::json -> '{kind}') = json_array_length(r.extra::json)"),
     "sqlite": ("(SELECT json_group_object(name, value) FROM (SELECT n.value AS name, v.value AS value"
                " FROM json_each(f.extra_columns, '$.{kind}') AS n"
                " JOIN json_each(r.extra) AS v ON v.key = n.key ORDER BY n.key))",
-               "substr(r.extra, 1, 1) = '['"),
+               "substr(r.extra, 1, 1) = '['",
+               "json_array_length(f.extra_columns, '$.{kind}') = json_array_length(r.extra)"),
 }
 _TABLES = (("call", "calls"), ("charge", "charges"))
 
@@ -42,10 +46,11 @@ _TABLES = (("call", "calls"), ("charge", "charges"))
 def upgrade() -> None:
     with op.batch_alter_table("files") as batch:
         batch.add_column(sa.Column("extra_columns", sa.Text))
-    named, starts = _NAMED[op.get_bind().dialect.name]
+    named, starts, fits = _NAMED[op.get_bind().dialect.name]
     for kind, table in _TABLES:
-        op.execute(f"CREATE VIEW {table}_named AS SELECT r.*, CASE WHEN {starts} THEN {named.format(kind=kind)}"
-                   f" ELSE r.extra END AS extra_named FROM {table} AS r LEFT JOIN files AS f ON f.id = r.file_id")
+        op.execute(f"CREATE VIEW {table}_named AS SELECT r.*, CASE WHEN NOT ({starts}) THEN r.extra"
+                   f" WHEN {fits.format(kind=kind)} THEN {named.format(kind=kind)} END AS extra_named"
+                   f" FROM {table} AS r LEFT JOIN files AS f ON f.id = r.file_id")
 
 
 def downgrade() -> None:
