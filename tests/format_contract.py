@@ -95,11 +95,12 @@ class Parsed:
     parser: Any
 
 
-def parse(spec, name: str, data: bytes, file_format: str | None) -> Parsed:
-    """Every record of a file through FileParser, each batch's schema checked against its layout."""
+def parse(spec, name: str, data: bytes, file_format: str | None, extra_by_position: bool = False) -> Parsed:
+    """Every record of a file through FileParser, each batch's schema checked against its layout;
+    ``extra_by_position`` as the loader asks (names in ``parser.extra_columns``)."""
     parser = file_parser(spec)
     rows: list[dict[str, Any]] = []
-    for layout, batch in parser.batches(source(name, data, file_format)):
+    for layout, batch in parser.batches(source(name, data, file_format), extra_by_position=extra_by_position):
         assert layout in LAYOUTS.values(), layout
         assert batch.schema.equals(layout.arrow_schema()), (layout.kind, batch.schema)
         for row in batch.to_pylist():
@@ -639,19 +640,15 @@ class FormatContract:
         from ingest.layouts import extra_mapping
 
         parsed = self.parse(sample)
-        spec, data = self.spec, self.read(sample)
-        parser = file_parser(spec)
-        loaded = sorted(({"layout": layout.kind, **row}
-                         for layout, batch in parser.batches(source(sample.file, data, sample.file_format),
-                                                             extra_by_position=True)
-                         for row in batch.to_pylist()), key=lambda row: row["position"])
+        for_loader = parse(self.spec, sample.file, self.read(sample), sample.file_format, extra_by_position=True)
+        loaded = for_loader.rows
         assert [dict(r, extra=None) for r in loaded] == [dict(r, extra=None) for r in parsed.rows]
         for plain, compact in zip(parsed.rows, loaded):
-            names = parser.extra_columns.get(compact["layout"])
+            names = for_loader.parser.extra_columns.get(compact["layout"])
             plain_extra = json.loads(plain["extra"]) if plain["extra"] is not None else None
             named = extra_mapping(compact["extra"], names)
             assert list((named or {}).items()) == list((plain_extra or {}).items()), (plain["position"], names)
-        assert parser.rows_dropped == parsed.rows_dropped
+        assert for_loader.rows_dropped == parsed.rows_dropped
 
     def test_sample_unmapped_columns_are_kept_in_extra(self, sample):
         """Nothing in a file is lost: every column a record's fields do not read is in its extra."""

@@ -26,10 +26,11 @@ def source(data: bytes | str, name: str = "f.csv", file_format: str | None = Non
     return Source(name, file_format, lambda: io.BytesIO(raw))
 
 
-def parse(spec, data, name="f.csv", file_format=None, parser=None) -> dict[str, list[dict]]:
+def parse(spec, data, name="f.csv", file_format=None, parser=None, extra_by_position=False
+          ) -> dict[str, list[dict]]:
     parser = parser or FileParser(spec, "acme")
     out: dict[str, list[dict]] = {}
-    for layout, batch in parser.batches(source(data, name, file_format)):
+    for layout, batch in parser.batches(source(data, name, file_format), extra_by_position=extra_by_position):
         assert batch.schema == layout.arrow_schema()
         out.setdefault(layout.kind, []).extend(batch.to_pylist())
     return out
@@ -679,11 +680,7 @@ def test_a_durations_or_an_epochs_format_names_its_unit():
 def by_position(spec, data, name="f.csv", file_format=None) -> tuple[dict[str, list[dict]], dict[str, list[str]]]:
     """The batches a loader gets (``extra_by_position``), by kind, and the names the parser gives their values."""
     parser = FileParser(spec, "acme")
-    out: dict[str, list[dict]] = {}
-    for layout, batch in parser.batches(source(data, name, file_format), extra_by_position=True):
-        assert batch.schema == layout.arrow_schema()
-        out.setdefault(layout.kind, []).extend(batch.to_pylist())
-    return out, parser.extra_columns
+    return parse(spec, data, name, file_format, parser, extra_by_position=True), parser.extra_columns
 
 
 def test_extra_by_position_is_an_array_of_the_values_named_once_for_the_file():

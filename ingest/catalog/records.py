@@ -62,14 +62,14 @@ def layout_for(conn: Connection, record_type: str | None, file_id: int | None) -
 
 def records_query(conn: Connection, *, file_id: int | None = None, carrier: str | None = None,
                   record_type: str | None = None, account: str | None = None, number: str | None = None,
-                  period: str | None = None, since: datetime | None = None, before: datetime | None = None
-                  ) -> Select:
+                  period: str | None = None, since: datetime | None = None, before: datetime | None = None,
+                  layout: Layout | None = None) -> Select:
     """The records matching every filter given, oldest (lowest id) first, of the layout :func:`layout_for`
     chooses. ``account`` is a call's account code or a charge's customer reference; ``number`` matches a call's
     a-, b- or bill number, or a charge's number reference, exactly; ``since`` (at or after) and ``before``
     (strictly before) are UTC-aware instants on the record's own moment (module docs). An unknown ``file_id``
-    raises :class:`~ingest.errors.NotFound`."""
-    layout = layout_for(conn, record_type, file_id)
+    raises :class:`~ingest.errors.NotFound`. ``layout``: the one :func:`layout_for` chose, when the caller has it."""
+    layout = layout or layout_for(conn, record_type, file_id)
     table = RECORD_TABLES[layout.kind]
     query = select(table).order_by(table.c.id)
     if carrier is not None:
@@ -102,11 +102,11 @@ def iter_records(conn: Connection, *, limit: int | None = None, **filters: Any) 
     object it stands for (:class:`RecordRows`), streamed (:func:`ingest.catalog.db.stream`):
     iterate it within ``conn``'s block, and close it (``with``) if not read to the end. ``limit`` 0 or None: all.
     The query runs (a bad filter raises) before this returns."""
-    query = records_query(conn, **filters)
+    layout = layout_for(conn, filters.get("record_type"), filters.get("file_id"))
+    query = records_query(conn, layout=layout, **filters)
     if limit:
         query = query.limit(limit)
-    kind = layout_for(conn, filters.get("record_type"), filters.get("file_id")).kind
-    return RecordRows(conn, stream(conn, query), kind)
+    return RecordRows(conn, stream(conn, query), layout.kind)
 
 
 class RecordRows:
